@@ -1,0 +1,90 @@
+# nats-opa-callout — every entry point a developer, policy author or CI needs.
+# `make test` is what .ci/run calls; `make run` is the one-command demo.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+TOOLS_BIN := $(CURDIR)/.tools/bin
+export PATH := $(TOOLS_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+export NATS_SERVER_BIN ?= $(TOOLS_BIN)/nats-server
+export NATS_SERVER_210_BIN ?= $(TOOLS_BIN)/nats-server-2.10
+export OPA_BIN ?= $(TOOLS_BIN)/opa
+
+POLICY_DIR ?= policies
+CAPABILITIES := $(POLICY_DIR)/capabilities.json
+ENTRYPOINT ?= nats/authz/decision
+NODE_TEST := node --import tsx --test --test-concurrency=1 --test-reporter=spec
+
+.PHONY: help tools deps build typecheck lint fmt test test-unit test-integration test-reliability \
+        policy-fmt policy-check policy-test policy-build policy capabilities run bench clean
+
+help: ## list targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+tools: ## build/pin nats-server (latest + 2.10) and opa into the user cache, link into .tools/bin
+	@bash scripts/tools.sh
+
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.package-lock.json ## install npm dependencies (npm ci)
+
+build: deps ## compile TypeScript to dist/
+	npx tsc -p tsconfig.build.json
+
+typecheck: deps ## tsc --noEmit over src, test, bench
+	npx tsc -p tsconfig.json --noEmit
+
+lint: deps ## eslint + prettier check
+	npx eslint .
+	npx prettier --check .
+
+fmt: deps ## format TypeScript and Rego
+	npx prettier --write .
+	$(OPA_BIN) fmt -w $(POLICY_DIR)
+
+## ---- policy author loop ----
+policy-fmt: tools ## opa fmt --fail (no file would change)
+	$(OPA_BIN) fmt --list --fail $(POLICY_DIR)
+
+policy-check: tools ## opa check --strict with the host capabilities
+	$(OPA_BIN) check --strict --capabilities $(CAPABILITIES) $(POLICY_DIR)
+
+policy-test: tools ## opa test with a 90% coverage gate
+	$(OPA_BIN) test --coverage --threshold 90 $(POLICY_DIR) > build/coverage.json || { \
+	  node -e 'const c=require("./build/coverage.json");console.error("coverage "+c.coverage+"%");for(const[f,v]of Object.entries(c.files||{}))if((v.coverage??100)<100)console.error(" "+f+" "+v.coverage+"% uncovered lines: "+JSON.stringify((v.not_covered||[]).map(r=>r.start.row)))' ; \
+	  $(OPA_BIN) test $(POLICY_DIR); exit 1; }
+	@node -e 'console.log("opa test: coverage "+require("./build/coverage.json").coverage.toFixed(1)+"%")'
+
+policy-build: tools ## build/bundle.tar.gz (wasm) from policies/
+	@mkdir -p build
+	$(OPA_BIN) build -t wasm -e $(ENTRYPOINT) --capabilities $(CAPABILITIES) \
+	  -r "$$(find $(POLICY_DIR) -type f \( -name '*.rego' -o -name 'data.json' -o -name 'data.yaml' \) ! -name '*_test.rego' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)" \
+	  -o build/bundle.tar.gz $(POLICY_DIR)
+
+policy: policy-fmt policy-check policy-test policy-build ## the whole policy pipeline
+
+## ---- tests ----
+test-unit: deps tools ## in-process unit tests (real opa for compiled fixtures)
+	@mkdir -p build
+	$(NODE_TEST) $$(find test/unit -name '*.test.ts' | sort)
+
+test-integration: deps tools build ## against real nats-server (latest and 2.10)
+	$(NODE_TEST) $$(find test/integration -name '*.test.ts' | sort)
+
+test-reliability: deps tools build ## reliability suite (RELIABILITY_SCALE=full for the full size)
+	$(NODE_TEST) $$(find test/reliability -name '*.test.ts' 2>/dev/null | sort)
+
+test: deps tools ## everything CI runs: lint, typecheck, policy pipeline, unit, integration, reduced reliability
+	@mkdir -p build
+	$(MAKE) --no-print-directory lint typecheck policy test-unit test-integration
+
+## ---- run / bench ----
+run: deps tools build ## local nats-server + the service + example policies
+	node scripts/run.mjs
+
+bench: deps tools build ## benchmarks; writes docs/benchmarks.md
+	node --import tsx bench/run.ts
+
+clean:
+	rm -rf dist build coverage

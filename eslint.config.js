@@ -1,0 +1,19 @@
+import js from "@eslint/js";
+import tseslint from "typescript-eslint";
+
+export default tseslint.config(
+  { ignores: ["dist/**", "node_modules/**", ".tools/**", "build/**", "coverage/**", "bench/peers/**"] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      "no-console": ["error", { allow: [] }],
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
+    },
+  },
+  {
+    // CLI, tests, benchmarks and examples talk to a terminal; library code logs through the logger only.
+    files: ["src/cli.ts", "src/cli/**", "test/**", "bench/**", "examples/**", "scripts/**"],
+    rules: { "no-console": "off" },
+  },
+);
