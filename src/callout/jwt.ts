@@ -1,0 +1,181 @@
+/**
+ * NATS v2 JWTs, encoded and decoded by hand on node:crypto.
+ *
+ * Format: base64url(header) "." base64url(claims) "." base64url(ed25519 signature over "header.claims"),
+ * all without padding; header `{"typ":"JWT","alg":"ed25519-nkey"}`. `jti` is base32 (RFC 4648, no
+ * padding) of SHA-512/256 over the claims JSON without `jti`, the scheme nats-io/jwt uses (it hashes
+ * only the standard claims; we hash the whole claims object, so two JWTs differing only in
+ * permissions get different ids — nats-server does not check `jti`).
+ */
+import { createHash } from "node:crypto";
+import { RequestDecodeError } from "../errors.js";
+import type { KeyKind, Signer, Verifier } from "./keys.js";
+
+/** The only algorithm accepted and written (v1 "ed25519" signed only the payload). */
+export const JWT_ALGORITHM = "ed25519-nkey";
+
+/** Default upper bound on an encoded JWT we agree to decode, in bytes. */
+export const DEFAULT_MAX_JWT_BYTES = 64 * 1024;
+
+const HEADER_B64 = Buffer.from(JSON.stringify({ typ: "JWT", alg: JWT_ALGORITHM })).toString("base64url");
+
+/** The claims to encode: `iss`, `iat` and `jti` are filled in by `encodeJwt`. */
+export interface UnsignedClaims {
+  aud?: string;
+  exp?: number;
+  name?: string;
+  nbf?: number;
+  sub?: string;
+  nats?: Record<string, unknown>;
+  [key: string]: unknown;
+}
+
+/** Standard claims plus the NATS-specific `nats` object (as decoded: values are unchecked). */
+export interface JwtClaims extends UnsignedClaims {
+  jti?: string;
+  iat?: number;
+  iss?: string;
+}
+
+const BASE32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/** RFC 4648 base32, upper case, no padding (Go's `base32.StdEncoding.WithPadding(NoPadding)`). */
+export function base32NoPad(bytes: Uint8Array): string {
+  let out = "";
+  let bits = 0;
+  let value = 0;
+  for (const b of bytes) {
+    value = (value << 8) | b;
+    bits += 8;
+    while (bits >= 5) {
+      out += BASE32_ALPHABET[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += BASE32_ALPHABET[(value << (5 - bits)) & 31];
+  return out;
+}
+
+/**
+ * Signs `claims` as a NATS v2 JWT. Sets `iss` = signer's public key, `iat` = `nowMs` in whole seconds
+ * and `jti`. Returns the compact token.
+ */
+export function encodeJwt(claims: UnsignedClaims, signer: Signer, nowMs: number = Date.now()): string {
+  // iss/iat/jti are always ours, whatever the caller passed.
+  const { aud, exp, name, nbf, sub, nats, iss: _iss, iat: _iat, jti: _jti, ...rest } = claims as JwtClaims;
+  // Key order mirrors nats-io/jwt (aud, exp, jti, iat, iss, name, nbf, sub, nats); undefined keys vanish.
+  const full: JwtClaims = {
+    aud,
+    exp,
+    jti: undefined,
+    iat: Math.floor(nowMs / 1000),
+    iss: signer.publicKey,
+    name,
+    nbf,
+    sub,
+    ...rest,
+    nats,
+  };
+  full.jti = base32NoPad(createHash("sha512-256").update(JSON.stringify(full)).digest());
+  const body = Buffer.from(JSON.stringify(full)).toString("base64url");
+  const signingInput = `${HEADER_B64}.${body}`;
+  const sig = Buffer.from(signer.sign(Buffer.from(signingInput))).toString("base64url");
+  return `${signingInput}.${sig}`;
+}
+
+/** A structurally valid but not yet verified JWT. */
+export interface ParsedJwt {
+  header: { typ: string; alg: string };
+  claims: JwtClaims;
+  /** The bytes the signature covers: "header.claims". */
+  signingInput: Uint8Array;
+  signature: Uint8Array;
+}
+
+const B64URL = /^[A-Za-z0-9_-]*$/;
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+function b64urlStrict(part: string, what: string): Buffer {
+  if (!B64URL.test(part) || part.length % 4 === 1) {
+    throw new RequestDecodeError(`jwt: ${what} is not base64url`);
+  }
+  const buf = Buffer.from(part, "base64url");
+  // Reject non-canonical encodings (stray trailing bits), which Buffer would silently accept.
+  if (buf.toString("base64url") !== part)
+    throw new RequestDecodeError(`jwt: ${what} is not canonical base64url`);
+  return buf;
+}
+
+function jsonObject(buf: Buffer, what: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(utf8.decode(buf));
+  } catch {
+    throw new RequestDecodeError(`jwt: ${what} is not valid UTF-8 JSON`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new RequestDecodeError(`jwt: ${what} is not a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/**
+ * Parses a compact JWT without verifying it: size cap, three base64url parts, JSON objects, header
+ * `typ` JWT and `alg` ed25519-nkey, 64-byte signature. Throws RequestDecodeError.
+ */
+export function parseJwt(token: string, maxBytes: number = DEFAULT_MAX_JWT_BYTES): ParsedJwt {
+  if (typeof token !== "string") throw new RequestDecodeError("jwt: not a string");
+  if (token.length > maxBytes) throw new RequestDecodeError(`jwt: larger than ${maxBytes} bytes`);
+  const first = token.indexOf(".");
+  const second = first < 0 ? -1 : token.indexOf(".", first + 1);
+  if (first < 0 || second < 0 || token.indexOf(".", second + 1) >= 0) {
+    throw new RequestDecodeError("jwt: expected 3 parts");
+  }
+  const h = token.slice(0, first);
+  const c = token.slice(first + 1, second);
+  const s = token.slice(second + 1);
+  const header = jsonObject(b64urlStrict(h, "header"), "header");
+  if (typeof header.typ !== "string" || header.typ.toUpperCase() !== "JWT") {
+    throw new RequestDecodeError("jwt: header typ is not JWT");
+  }
+  if (typeof header.alg !== "string" || header.alg.toLowerCase() !== JWT_ALGORITHM) {
+    throw new RequestDecodeError(`jwt: header alg is not ${JWT_ALGORITHM}`);
+  }
+  const claims = jsonObject(b64urlStrict(c, "claims"), "claims") as JwtClaims;
+  const signature = b64urlStrict(s, "signature");
+  if (signature.length !== 64) throw new RequestDecodeError("jwt: signature has the wrong length");
+  return {
+    header: { typ: header.typ, alg: header.alg },
+    claims,
+    signingInput: Buffer.from(token.slice(0, second), "latin1"),
+    signature,
+  };
+}
+
+/**
+ * Verifies a parsed JWT's signature against its `iss`, which must be a public nkey of role
+ * `issuerKind`. Throws RequestDecodeError.
+ */
+export function verifyJwt(parsed: ParsedJwt, verifier: Verifier, issuerKind: KeyKind): void {
+  const iss = parsed.claims.iss;
+  if (typeof iss !== "string") throw new RequestDecodeError("jwt: iss missing");
+  let ok: boolean;
+  try {
+    ok = verifier.verify(iss, issuerKind, parsed.signingInput, parsed.signature);
+  } catch (err) {
+    throw new RequestDecodeError(`jwt: iss is not a valid ${issuerKind} key`, "request_decode_error", {
+      cause: err,
+    });
+  }
+  if (!ok) throw new RequestDecodeError("jwt: bad signature");
+}
+
+/** parseJwt + verifyJwt: returns verified claims (no time or audience checks). */
+export function decodeJwt(
+  token: string,
+  opts: { verifier: Verifier; issuerKind: KeyKind; maxBytes?: number },
+): JwtClaims {
+  const parsed = parseJwt(token, opts.maxBytes);
+  verifyJwt(parsed, opts.verifier, opts.issuerKind);
+  return parsed.claims;
+}
