@@ -51,6 +51,7 @@ policy-check: tools ## opa check --strict with the host capabilities
 	$(OPA_BIN) check --strict --capabilities $(CAPABILITIES) $(POLICY_DIR)
 
 policy-test: tools ## opa test with a 90% coverage gate
+	@mkdir -p build
 	$(OPA_BIN) test --coverage --threshold 90 $(POLICY_DIR) > build/coverage.json || { \
 	  node -e 'const c=require("./build/coverage.json");console.error("coverage "+c.coverage+"%");for(const[f,v]of Object.entries(c.files||{}))if((v.coverage??100)<100)console.error(" "+f+" "+v.coverage+"% uncovered lines: "+JSON.stringify((v.not_covered||[]).map(r=>r.start.row)))' ; \
 	  $(OPA_BIN) test $(POLICY_DIR); exit 1; }
@@ -58,7 +59,7 @@ policy-test: tools ## opa test with a 90% coverage gate
 
 policy-build: tools ## build/bundle.tar.gz (wasm) from policies/
 	@mkdir -p build
-	$(OPA_BIN) build -t wasm -e $(ENTRYPOINT) --capabilities $(CAPABILITIES) \
+	$(OPA_BIN) build -t wasm -e $(ENTRYPOINT) --capabilities $(CAPABILITIES) --ignore cases --ignore '*_test.rego' --ignore testdata --ignore capabilities.json \
 	  -r "$$(find $(POLICY_DIR) -type f \( -name '*.rego' -o -name 'data.json' -o -name 'data.yaml' \) ! -name '*_test.rego' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)" \
 	  -o build/bundle.tar.gz $(POLICY_DIR)
 
