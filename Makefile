@@ -65,6 +65,9 @@ policy-build: tools ## build/bundle.tar.gz (wasm) from policies/
 
 policy: policy-fmt policy-check policy-test policy-build ## the whole policy pipeline
 
+capabilities: deps tools ## regenerate policies/capabilities.json from the pinned opa (--check in tests)
+	node --import tsx scripts/capabilities.ts
+
 ## ---- tests ----
 test-unit: deps tools ## in-process unit tests (real opa for compiled fixtures)
 	@mkdir -p build

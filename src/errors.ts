@@ -19,7 +19,8 @@ export type ErrorCode =
   | "response_encode_error"
   | "handler_error"
   | "auth_denied"
-  | "auth_aborted";
+  | "auth_aborted"
+  | "overloaded";
 
 export class CalloutError extends Error {
   readonly code: ErrorCode;

@@ -1,0 +1,258 @@
+/**
+ * Policy bundles: build one from a directory snapshot with `opa build -t wasm`, read a bundle.tar.gz
+ * (ours or prebuilt, for hosts without opa), and the loader that turns either source into a new
+ * engine instance — reusing the compiled module when only data files changed.
+ */
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { PolicyLoadError } from "../errors.js";
+import { PolicyEngine, type EngineOptions } from "./engine.js";
+import { mergeData, takeSnapshot, type PolicySnapshot, type SnapshotOptions } from "./snapshot.js";
+import { TarError, readTarGz } from "./tar.js";
+import type { WasmModule } from "./wasm.js";
+
+export interface BundleManifest {
+  revision: string;
+  roots?: string[];
+  rego_version?: number;
+  wasm: { entrypoint: string; module: string }[];
+  [key: string]: unknown;
+}
+
+export interface PolicyBundle {
+  wasm: Uint8Array;
+  /** data.json exactly as in the bundle (raw bytes keep big numbers exact). */
+  dataJson: Buffer;
+  manifest: BundleManifest;
+}
+
+/**
+ * Read a bundle.tar.gz: requires /policy.wasm, /data.json and /.manifest, and a manifest that lists
+ * every entrypoint (with /policy.wasm as its module).
+ */
+export function readBundle(gz: Uint8Array, entrypoints: readonly string[]): PolicyBundle {
+  let files: Map<string, Buffer>;
+  try {
+    files = readTarGz(gz);
+  } catch (err) {
+    throw new PolicyLoadError(`invalid bundle: ${err instanceof TarError ? err.message : String(err)}`, {
+      cause: err,
+    });
+  }
+  const get = (name: string): Buffer | undefined => files.get(name) ?? files.get(name.slice(1));
+  const wasm = get("/policy.wasm");
+  const dataJson = get("/data.json");
+  const manifestRaw = get("/.manifest");
+  const missing = [
+    ["/policy.wasm", wasm],
+    ["/data.json", dataJson],
+    ["/.manifest", manifestRaw],
+  ]
+    .filter(([, v]) => v === undefined)
+    .map(([n]) => n);
+  if (missing.length > 0 || !wasm || !dataJson || !manifestRaw) {
+    throw new PolicyLoadError(`invalid bundle: missing ${missing.join(", ")}`);
+  }
+  let manifest: BundleManifest;
+  try {
+    manifest = JSON.parse(manifestRaw.toString("utf8")) as BundleManifest;
+  } catch (err) {
+    throw new PolicyLoadError("invalid bundle: .manifest is not JSON", { cause: err });
+  }
+  if (typeof manifest !== "object" || manifest === null || !Array.isArray(manifest.wasm)) {
+    throw new PolicyLoadError("invalid bundle: .manifest has no wasm entrypoints");
+  }
+  for (const ep of entrypoints) {
+    const entry = manifest.wasm.find((w) => w && w.entrypoint === ep);
+    if (!entry) throw new PolicyLoadError(`invalid bundle: manifest does not list entrypoint ${ep}`);
+    if (entry.module !== "/policy.wasm") {
+      throw new PolicyLoadError(`invalid bundle: entrypoint ${ep} is in module ${String(entry.module)}`);
+    }
+  }
+  if (typeof manifest.revision !== "string") manifest.revision = "";
+  return { wasm: new Uint8Array(wasm), dataJson, manifest };
+}
+
+/** policies/capabilities.json shipped with this package, if present. */
+export function defaultCapabilitiesPath(): string | undefined {
+  for (const rel of ["../../policies/capabilities.json", "../../../policies/capabilities.json"]) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+export interface BuildOptions {
+  entrypoints: readonly string[];
+  /** Capabilities file for `opa build` (default: the packaged policies/capabilities.json). */
+  capabilities?: string;
+  /** The opa binary (default "opa" on PATH). */
+  opaBin?: string;
+  timeoutMs?: number;
+}
+
+/** First "file:line" an opa error message names (paths are relative to the policy directory). */
+export function parseOpaErrorLocation(text: string): { file?: string; line?: number } {
+  const m = /(?:^|[\s:])((?:[\w.@+-]+\/)*[\w.@+-]+\.(?:rego|json|ya?ml))(?::(\d+))?:/m.exec(text);
+  if (!m) return {};
+  const file = (m[1] as string).replace(/^\.\//, "");
+  return m[2] ? { file, line: Number(m[2]) } : { file };
+}
+
+function cleanOpaOutput(text: string): string {
+  const t = text.trim().replace(/^error: /, "");
+  return t.length > 4000 ? `${t.slice(0, 4000)}…` : t;
+}
+
+/** Compile a snapshot with `opa build -t wasm` in a private temp dir; returns the bundle bytes. */
+export async function buildBundle(snapshot: PolicySnapshot, opts: BuildOptions): Promise<Buffer> {
+  const work = await mkdtemp(path.join(tmpdir(), "nats-opa-callout-build-"));
+  try {
+    const src = path.join(work, "src");
+    for (const f of snapshot.files) {
+      const dest = path.join(src, ...f.rel.split("/"));
+      await mkdir(path.dirname(dest), { recursive: true });
+      await writeFile(dest, f.content);
+    }
+    const out = path.join(work, "bundle.tar.gz");
+    const args = ["build", "-t", "wasm"];
+    for (const ep of opts.entrypoints) args.push("-e", ep);
+    const caps = opts.capabilities ?? defaultCapabilitiesPath();
+    if (caps) args.push("--capabilities", path.resolve(caps));
+    args.push("-r", snapshot.revision, "-o", out, ".");
+    const bin = opts.opaBin ?? "opa";
+    await new Promise<void>((resolve, reject) => {
+      execFile(
+        bin,
+        args,
+        { cwd: src, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 4 * 1024 * 1024 },
+        (err, stdout, stderr) => {
+          if (!err) return resolve();
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === "ENOENT") {
+            return reject(
+              new PolicyLoadError(`opa binary not found (${bin}); install opa or load a prebuilt bundle`),
+            );
+          }
+          if (err.killed)
+            return reject(new PolicyLoadError(`opa build timed out after ${opts.timeoutMs ?? 60_000} ms`));
+          const text = cleanOpaOutput(`${stderr}${stdout}`) || err.message;
+          const loc = parseOpaErrorLocation(text);
+          reject(new PolicyLoadError(text, { cause: err, ...loc }));
+        },
+      );
+    });
+    return await readFile(out);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+// ---- loader ----
+
+export type PolicySource = { dir: string; bundle?: undefined } | { bundle: string; dir?: undefined };
+
+export interface LoaderOptions extends BuildOptions, SnapshotOptions {
+  engine?: EngineOptions;
+}
+
+export interface LoadedPolicy {
+  engine: PolicyEngine;
+  revision: string;
+  /** False when only data changed and the previous module was reused. */
+  compiled: boolean;
+}
+
+function sha16(b: Uint8Array): string {
+  return createHash("sha256").update(b).digest("hex").slice(0, 16);
+}
+
+/**
+ * Turns a policy source into engine instances. Remembers the last successful build so that it can
+ * say "unchanged" (same content hash) and skip `opa build` when only data files changed.
+ * Not re-entrant: the watcher serialises calls.
+ */
+export class PolicyLoader {
+  private lastRevision: string | undefined;
+  private lastRegoHash: string | undefined;
+  private lastModule: WasmModule | undefined;
+
+  constructor(
+    readonly source: PolicySource,
+    private readonly opts: LoaderOptions,
+  ) {}
+
+  /** Content revision of the source right now (cheap: read + hash, no build). */
+  async currentRevision(): Promise<{ revision: string; snapshot?: PolicySnapshot; bundle?: Buffer }> {
+    if (this.source.bundle !== undefined) {
+      let bytes: Buffer;
+      try {
+        bytes = await readFile(this.source.bundle);
+      } catch (err) {
+        throw new PolicyLoadError(`cannot read bundle ${this.source.bundle}: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+      return { revision: sha16(bytes), bundle: bytes };
+    }
+    const snapshot = await takeSnapshot(this.source.dir, this.opts);
+    return { revision: snapshot.revision, snapshot };
+  }
+
+  /**
+   * Load a new engine instance, or return undefined when the content is unchanged since the last
+   * successful load (unless `force`). The caller verifies and activates it, then calls `commit`.
+   */
+  async load(force = false): Promise<(LoadedPolicy & { commit: () => void }) | undefined> {
+    const current = await this.currentRevision();
+    if (!force && current.revision === this.lastRevision) return undefined;
+    if (current.bundle) {
+      const bundle = readBundle(current.bundle, this.opts.entrypoints);
+      const engine = await PolicyEngine.load(bundle.wasm, toArrayBuffer(bundle.dataJson), this.opts.engine);
+      const revision = bundle.manifest.revision || current.revision;
+      return {
+        engine,
+        revision,
+        compiled: true,
+        commit: () => {
+          this.lastRevision = current.revision;
+        },
+      };
+    }
+    const snapshot = current.snapshot as PolicySnapshot;
+    const data = mergeData(snapshot); // validates data files with file:line before any build
+    if (this.lastModule && snapshot.regoHash === this.lastRegoHash) {
+      const engine = await PolicyEngine.load(this.lastModule, data, this.opts.engine);
+      return {
+        engine,
+        revision: snapshot.revision,
+        compiled: false,
+        commit: () => {
+          this.lastRevision = snapshot.revision;
+        },
+      };
+    }
+    const gz = await buildBundle(snapshot, this.opts);
+    const bundle = readBundle(gz, this.opts.entrypoints);
+    const engine = await PolicyEngine.load(bundle.wasm, data, this.opts.engine);
+    return {
+      engine,
+      revision: snapshot.revision,
+      compiled: true,
+      commit: () => {
+        this.lastRevision = snapshot.revision;
+        this.lastRegoHash = snapshot.regoHash;
+        this.lastModule = engine.module;
+      },
+    };
+  }
+}
+
+function toArrayBuffer(b: Buffer): ArrayBuffer {
+  return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+}

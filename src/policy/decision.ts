@@ -1,0 +1,97 @@
+/**
+ * Result → Decision (COMMON contract §3). Checks only the top level — `allow` (boolean, required),
+ * `abort` (boolean, only with allow false), `reason` (string) — and rejects unknown top-level keys;
+ * the remaining keys are the Grant, validated strictly by src/grant.ts. Errors name the field and
+ * the actual JSON type, never the value.
+ */
+import { DecisionShapeError, PolicyEvalError } from "../errors.js";
+import type { ConnectOpts, Grant } from "../types.js";
+
+export type Decision =
+  | { kind: "allow"; grant: Grant; reason?: string }
+  | { kind: "deny"; reason: string }
+  | { kind: "abort"; reason: string };
+
+/** Keys of a Grant (src/types.ts), the only other keys a decision may carry. */
+export const GRANT_FIELDS: ReadonlySet<string> = new Set([
+  "account",
+  "name",
+  "pub",
+  "sub",
+  "resp",
+  "expires_in",
+  "subs",
+  "data",
+  "payload",
+  "src",
+  "times",
+  "times_location",
+  "allowed_connection_types",
+  "bearer_token",
+  "tags",
+]);
+
+export const DEFAULT_DENY_REASON = "denied_by_policy";
+export const DEFAULT_ABORT_REASON = "aborted_by_policy";
+export const MAX_REASON_LENGTH = 256;
+export const REDACTED_REASON = "redacted";
+
+export function jsonType(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  return typeof v;
+}
+
+/**
+ * Defence in depth: a reason that contains a client secret (password, token, JWT, signature) is
+ * replaced by "redacted" — reasons reach nats-server's log and our decision log.
+ */
+export function redactReason(reason: string, secrets: ConnectOpts | undefined): string {
+  if (secrets) {
+    for (const v of [secrets.pass, secrets.auth_token, secrets.jwt, secrets.sig]) {
+      if (typeof v === "string" && v !== "" && reason.includes(v)) return REDACTED_REASON;
+    }
+  }
+  return reason.length > MAX_REASON_LENGTH ? reason.slice(0, MAX_REASON_LENGTH) : reason;
+}
+
+/**
+ * Interpret a decision document. `undefined` (no result) → PolicyEvalError; a malformed document →
+ * DecisionShapeError naming the field. `secrets` are the request's connect_opts (for redaction).
+ */
+export function toDecision(result: unknown, secrets?: ConnectOpts): Decision {
+  if (result === undefined) {
+    throw new PolicyEvalError("policy decision is undefined (give the decision rule a default)");
+  }
+  if (typeof result !== "object" || result === null || Array.isArray(result)) {
+    throw new DecisionShapeError("decision", `must be an object, got ${jsonType(result)}`);
+  }
+  const doc = result as Record<string, unknown>;
+  for (const key of Object.keys(doc)) {
+    if (key !== "allow" && key !== "abort" && key !== "reason" && !GRANT_FIELDS.has(key)) {
+      throw new DecisionShapeError(key, "unknown decision field");
+    }
+  }
+  if (!Object.hasOwn(doc, "allow")) throw new DecisionShapeError("allow", "missing (must be a boolean)");
+  if (typeof doc.allow !== "boolean")
+    throw new DecisionShapeError("allow", `must be a boolean, got ${jsonType(doc.allow)}`);
+  if (Object.hasOwn(doc, "abort") && typeof doc.abort !== "boolean") {
+    throw new DecisionShapeError("abort", `must be a boolean, got ${jsonType(doc.abort)}`);
+  }
+  if (Object.hasOwn(doc, "reason") && typeof doc.reason !== "string") {
+    throw new DecisionShapeError("reason", `must be a string, got ${jsonType(doc.reason)}`);
+  }
+  const reason = typeof doc.reason === "string" ? redactReason(doc.reason, secrets) : undefined;
+  if (doc.abort === true) {
+    if (doc.allow) throw new DecisionShapeError("abort", "only allowed with allow false");
+    return { kind: "abort", reason: reason || DEFAULT_ABORT_REASON };
+  }
+  if (!doc.allow) return { kind: "deny", reason: reason || DEFAULT_DENY_REASON };
+  const grant: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(doc)) {
+    if (GRANT_FIELDS.has(k)) grant[k] = v;
+  }
+  return reason
+    ? { kind: "allow", grant: grant as unknown as Grant, reason }
+    : { kind: "allow", grant: grant as unknown as Grant };
+}

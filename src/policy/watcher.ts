@@ -1,0 +1,180 @@
+/**
+ * Hot reload: chokidar watches the policy directory (or the bundle file's directory); bursts of
+ * events are debounced, then the whole source is re-read and hashed. An unchanged hash does nothing.
+ * A changed one is built aside (or, data only, re-instantiated from the compiled module), verified —
+ * builtins and entrypoint (at load), then smoke-evaluated with canned inputs through decision.ts —
+ * and only then swapped into the store. Any failure keeps the last good policy and is recorded.
+ *
+ * Start-up is strict: `start()` throws the PolicyLoadError (with file and line when opa named them)
+ * when there is no valid policy.
+ */
+import path from "node:path";
+import { watch, type FSWatcher } from "chokidar";
+import { PolicyLoadError } from "../errors.js";
+import { PolicyLoader, type LoaderOptions, type PolicySource } from "./bundle.js";
+import { toDecision } from "./decision.js";
+import type { PolicyEngine } from "./engine.js";
+import { SMOKE_INPUT, type PolicyInput } from "./input.js";
+import type { PolicyStore } from "./store.js";
+
+export interface PolicyWatcherOptions extends Omit<LoaderOptions, "entrypoints"> {
+  /** The decision entrypoint, e.g. "nats/authz/decision". */
+  entrypoint: string;
+  /** Further entrypoints the bundle must export. */
+  extraEntrypoints?: readonly string[];
+  /** Canned inputs every new revision must decide cleanly (default: [SMOKE_INPUT]). */
+  smokeInputs?: readonly PolicyInput[];
+  /** Watch for changes (default true). */
+  watch?: boolean;
+  /** Quiet time after the last file event before reloading (default 200 ms). */
+  debounceMs?: number;
+  /** chokidar awaitWriteFinish stability threshold (default 100 ms). */
+  writeFinishMs?: number;
+}
+
+export interface ReloadOutcome {
+  result: "ok" | "unchanged" | "error";
+  revision: string | undefined;
+  error?: unknown;
+}
+
+/** Check a freshly loaded engine before activation; throws PolicyLoadError. */
+export function verifyPolicy(engine: PolicyEngine, entrypoint: string, inputs: readonly PolicyInput[]): void {
+  if (!engine.hasEntrypoint(entrypoint)) {
+    throw new PolicyLoadError(`entrypoint ${entrypoint} is not in the policy module`);
+  }
+  for (const [i, input] of inputs.entries()) {
+    try {
+      const { result } = engine.evaluate(input, entrypoint);
+      toDecision(result, input.connect_opts);
+    } catch (err) {
+      throw new PolicyLoadError(`smoke evaluation ${i + 1} failed: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+}
+
+export class PolicyWatcher {
+  private readonly loader: PolicyLoader;
+  private fsWatcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private pending = false;
+  private closed = false;
+
+  constructor(
+    private readonly store: PolicyStore,
+    readonly source: PolicySource,
+    private readonly opts: PolicyWatcherOptions,
+  ) {
+    const entrypoints = [opts.entrypoint, ...(opts.extraEntrypoints ?? [])];
+    this.loader = new PolicyLoader(source, { ...opts, entrypoints });
+  }
+
+  /** Initial load (throws PolicyLoadError if there is no valid policy), then start watching. */
+  async start(): Promise<void> {
+    const outcome = await this.reload(true);
+    if (outcome.result === "error") {
+      const err = outcome.error;
+      throw err instanceof PolicyLoadError
+        ? err
+        : new PolicyLoadError(`cannot load policy: ${(err as Error).message}`, { cause: err });
+    }
+    if (this.opts.watch ?? true) await this.startWatching();
+  }
+
+  /**
+   * Load, verify and activate the source now (serialised with watcher-triggered reloads).
+   * `force` reloads even when the content hash is unchanged.
+   */
+  async reload(force = false): Promise<ReloadOutcome> {
+    while (this.running) await this.running;
+    let done!: () => void;
+    this.running = new Promise<void>((r) => (done = r));
+    try {
+      return await this.reloadOnce(force);
+    } finally {
+      this.running = undefined;
+      done();
+    }
+  }
+
+  private async reloadOnce(force: boolean): Promise<ReloadOutcome> {
+    const started = performance.now();
+    const elapsed = (): number => Math.round((performance.now() - started) * 10) / 10;
+    let attempted: string | undefined;
+    try {
+      const loaded = await this.loader.load(force);
+      if (!loaded) return { result: "unchanged", revision: this.store.peek()?.revision };
+      attempted = loaded.revision;
+      verifyPolicy(loaded.engine, this.opts.entrypoint, this.opts.smokeInputs ?? [SMOKE_INPUT]);
+      this.store.swap(
+        { policy: loaded.engine, revision: loaded.revision, entrypoint: this.opts.entrypoint },
+        { duration_ms: elapsed(), compiled: loaded.compiled },
+      );
+      loaded.commit();
+      return { result: "ok", revision: loaded.revision };
+    } catch (err) {
+      const info: { duration_ms: number; attempted?: string } = { duration_ms: elapsed() };
+      if (attempted !== undefined) info.attempted = attempted;
+      this.store.recordFailure(err, info);
+      return { result: "error", revision: this.store.peek()?.revision, error: err };
+    }
+  }
+
+  private async startWatching(): Promise<void> {
+    const target = this.source.dir ?? path.dirname(this.source.bundle as string);
+    const bundleName = this.source.bundle !== undefined ? path.resolve(this.source.bundle) : undefined;
+    const root = path.resolve(target);
+    const w = watch(root, {
+      ignoreInitial: true,
+      persistent: true,
+      awaitWriteFinish: { stabilityThreshold: this.opts.writeFinishMs ?? 100, pollInterval: 25 },
+      ...(bundleName !== undefined ? { depth: 0 } : {}),
+      ignored: (p: string) => {
+        const abs = path.resolve(p);
+        if (abs === root) return false;
+        if (bundleName !== undefined) return abs !== bundleName;
+        // hidden entries (editor swap files, .git) never matter
+        return path
+          .relative(root, abs)
+          .split(path.sep)
+          .some((seg) => seg.startsWith("."));
+      },
+    });
+    w.on("all", () => this.schedule());
+    w.on("error", () => this.schedule());
+    await new Promise<void>((resolve) => w.once("ready", () => resolve()));
+    this.fsWatcher = w;
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.trigger();
+    }, this.opts.debounceMs ?? 200);
+  }
+
+  private async trigger(): Promise<void> {
+    if (this.pending) return;
+    if (this.running) {
+      // a reload is under way: run one more after it, which sees every change made meanwhile
+      this.pending = true;
+      await this.running;
+      this.pending = false;
+    }
+    if (!this.closed) await this.reload(false);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.fsWatcher?.close();
+    this.fsWatcher = undefined;
+    while (this.running) await this.running;
+  }
+}
