@@ -34,7 +34,8 @@ export const CONNECTION_TYPES: readonly ConnectionType[] = [
   "IN_PROCESS",
 ];
 
-const GRANT_KEYS = new Set([
+/** The keys a Grant may carry (src/types.ts); anything else is rejected as unknown. */
+export const GRANT_KEYS: ReadonlySet<string> = new Set([
   "account",
   "name",
   "pub",

@@ -89,13 +89,7 @@ export interface TimeRange {
 }
 
 export type ConnectionType =
-  | "STANDARD"
-  | "WEBSOCKET"
-  | "LEAFNODE"
-  | "LEAFNODE_WS"
-  | "MQTT"
-  | "MQTT_WS"
-  | "IN_PROCESS";
+  "STANDARD" | "WEBSOCKET" | "LEAFNODE" | "LEAFNODE_WS" | "MQTT" | "MQTT_WS" | "IN_PROCESS";
 
 /**
  * What a handler (or policy, as its `allow: true` decision) grants a user.

@@ -5,6 +5,7 @@
  * the actual JSON type, never the value.
  */
 import { DecisionShapeError, PolicyEvalError } from "../errors.js";
+import { GRANT_KEYS } from "../grant.js";
 import type { ConnectOpts, Grant } from "../types.js";
 
 export type Decision =
@@ -12,24 +13,8 @@ export type Decision =
   | { kind: "deny"; reason: string }
   | { kind: "abort"; reason: string };
 
-/** Keys of a Grant (src/types.ts), the only other keys a decision may carry. */
-export const GRANT_FIELDS: ReadonlySet<string> = new Set([
-  "account",
-  "name",
-  "pub",
-  "sub",
-  "resp",
-  "expires_in",
-  "subs",
-  "data",
-  "payload",
-  "src",
-  "times",
-  "times_location",
-  "allowed_connection_types",
-  "bearer_token",
-  "tags",
-]);
+/** Keys of a Grant, the only other keys a decision may carry: one list, owned by src/grant.ts. */
+export const GRANT_FIELDS: ReadonlySet<string> = GRANT_KEYS;
 
 export const DEFAULT_DENY_REASON = "denied_by_policy";
 export const DEFAULT_ABORT_REASON = "aborted_by_policy";

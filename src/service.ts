@@ -1,0 +1,543 @@
+/**
+ * The service runtime: NATS wiring around the protocol core.
+ *
+ * - connects with @nats-io/transport-node (user/password, token, nkey seed or creds), reconnecting forever
+ *   (`maxReconnectAttempts: -1`): after a nats-server restart the client re-subscribes and serving resumes;
+ * - one queue subscription on the callout subject, so replicas share the load;
+ * - bounded concurrency: at most `limits.maxConcurrency` requests run, at most `limits.maxQueue` wait;
+ *   beyond that the NEWEST request is dropped (no reply: the client times out) and counted. Requests whose
+ *   JWT `exp` has passed are dropped by the core's decode before any work;
+ * - `onResult` is called exactly once per request from a `finally` block, even when something threw;
+ * - `onStatus` on connection state changes; `status()` for health checks;
+ * - `stop()` drains: unsubscribes, finishes queued and in-flight requests, then closes.
+ *
+ * Each failure is logged once, with its code and decision id; never secrets.
+ */
+import { randomBytes } from "node:crypto";
+import {
+  connect,
+  credsAuthenticator,
+  nkeyAuthenticator,
+  type Msg,
+  type NatsConnection,
+  type NodeConnectionOptions,
+  type Status,
+  type Subscription,
+} from "@nats-io/transport-node";
+import {
+  createAuthorizer,
+  type AccountKeys,
+  type AuthResult,
+  type CoreOptions,
+  type Handler,
+} from "./callout/pipeline.js";
+import { XKEY_HEADER } from "./callout/decode.js";
+import { signerFromSeed, xkeyFromSeed } from "./callout/keys.js";
+import { resolveConfig, type ResolvedConfig, type ServiceConfig } from "./config.js";
+import { CalloutError, ConfigError, type ErrorCode } from "./errors.js";
+import { silentLogger, type Logger } from "./log.js";
+
+// ---------------------------------------------------------------------------------------------------
+// Public types
+// ---------------------------------------------------------------------------------------------------
+
+export type ConnectionState = "connecting" | "connected" | "reconnecting" | "draining" | "closed";
+
+/** Why a request was dropped by the service before (or instead of) the core deciding it. */
+export type DropReason = "queue_full" | "no_reply_subject" | "stopping";
+
+/** One finished request, handed to `onResult` exactly once. */
+export interface ResultEvent {
+  decisionId: string;
+  /** When the message arrived. */
+  receivedAt: Date;
+  /** Time spent waiting for a concurrency slot, microseconds. */
+  queue_us: number;
+  /** The core's result. For drops and unexpected faults the service builds an abort result with the code. */
+  result: AuthResult;
+  /** Set when the service dropped the request without running the core. */
+  dropped?: DropReason;
+  /** Whether a reply was published. */
+  replied: boolean;
+  /** An unexpected fault (the core threw, or publishing the reply failed). */
+  error?: unknown;
+}
+
+/** A connection state change, handed to `onStatus`. */
+export interface StatusChange {
+  state: ConnectionState;
+  previous: ConnectionState;
+  /** Server the client is (re)connected to, when known. */
+  server?: string;
+  at: Date;
+}
+
+export interface CalloutStatus {
+  connection: ConnectionState;
+  /** Requests being decided now. */
+  inFlight: number;
+  /** Requests waiting for a slot. */
+  queued: number;
+  /** Requests finished (any outcome, drops included). */
+  served: number;
+  allowed: number;
+  denied: number;
+  aborted: number;
+  /** Dropped by the service (queue full, no reply subject, stopping); also counted in aborted. */
+  dropped: number;
+  /** Unexpected faults (core threw, reply publish failed). */
+  errors: number;
+  /** Successful reconnects since start. */
+  reconnects: number;
+  startedAt: Date;
+  /** Subject and queue group being served. */
+  subject: string;
+  queueGroup: string;
+  /** Last failure code and when, if any. */
+  lastError?: { code: string; decisionId: string; at: Date };
+}
+
+export interface StartCalloutOptions {
+  /** A resolved config, or raw input that is resolved here (throws ConfigError). */
+  config: ResolvedConfig | ServiceConfig;
+  /** Decides each verified request (a plain function, or the policy engine's handler). */
+  handler: Handler;
+  logger?: Logger;
+  /** Called once per request, from a finally block. Must not throw (errors are logged and swallowed). */
+  onResult?: (event: ResultEvent) => void;
+  /** Called on connection state changes. */
+  onStatus?: (change: StatusChange) => void;
+  /** Milliseconds between reconnect attempts (default 1000). */
+  reconnectTimeWaitMs?: number;
+  /** Keep retrying the first connect instead of failing (default false: startCallout rejects). */
+  waitOnFirstConnect?: boolean;
+}
+
+export interface CalloutService {
+  status(): CalloutStatus;
+  /** Graceful: stop taking requests, finish queued and in-flight ones (up to timeoutMs), close. */
+  stop(opts?: { timeoutMs?: number }): Promise<void>;
+  /** Resolves when the connection is closed for good (stop() or a fatal error). */
+  closed(): Promise<void>;
+  /** The underlying connection (e.g. for monitoring); do not close it directly. */
+  readonly connection: NatsConnection;
+  readonly config: ResolvedConfig;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------------
+
+/** Short unique decision ids: a per-process random prefix and a counter (base 36). */
+export function decisionIdGenerator(): () => string {
+  const boot = randomBytes(4).toString("hex");
+  let n = 0;
+  return () => `${boot}-${(++n).toString(36)}`;
+}
+
+function isResolved(c: ResolvedConfig | ServiceConfig): c is ResolvedConfig {
+  const r = c as Partial<ResolvedConfig>;
+  return Array.isArray(r.warnings) && typeof r.nats === "object" && r.nats !== null && "auth" in r.nats;
+}
+
+const enc = new TextEncoder();
+
+/** The protocol core's options (parsed signers, xkey, limits) from a resolved config. */
+export function coreOptionsFromConfig(cfg: ResolvedConfig): CoreOptions {
+  const common = {
+    defaultExpirySeconds: cfg.expiry.defaultSeconds,
+    maxExpirySeconds: cfg.expiry.maxSeconds,
+    responseExpirySeconds: cfg.expiry.responseSeconds,
+    maxRequestBytes: cfg.limits.maxRequestBytes,
+    ...(cfg.xkey ? { xkey: xkeyFromSeed(cfg.xkey.seed.reveal()) } : {}),
+  };
+  if (cfg.mode === "config") {
+    if (!cfg.issuer) throw new ConfigError([{ field: "issuer.seed", message: "required in config mode" }]);
+    return {
+      mode: "config",
+      issuer: signerFromSeed(cfg.issuer.seed.reveal(), "account"),
+      accounts: cfg.accounts.map((a) => a.name),
+      ...common,
+    };
+  }
+  if (!cfg.calloutAccount) {
+    throw new ConfigError([{ field: "callout_account", message: "required in operator mode" }]);
+  }
+  const accounts: Record<string, AccountKeys> = {};
+  for (const a of cfg.accounts) {
+    if (!a.publicKey || !a.signingKey) {
+      throw new ConfigError([
+        { field: `accounts.${a.name}`, message: "needs public_key and signing_key_seed" },
+      ]);
+    }
+    accounts[a.name] = {
+      publicKey: a.publicKey,
+      signer: signerFromSeed(a.signingKey.seed.reveal(), "account"),
+    };
+  }
+  return {
+    mode: "operator",
+    callout: {
+      publicKey: cfg.calloutAccount.publicKey,
+      signer: signerFromSeed(cfg.calloutAccount.signingKey.seed.reveal(), "account"),
+    },
+    accounts,
+    ...common,
+  };
+}
+
+/** NATS connection options (auth, TLS, reconnect forever) from a resolved config. */
+export function connectionOptions(
+  cfg: ResolvedConfig,
+  o: { reconnectTimeWaitMs?: number; waitOnFirstConnect?: boolean } = {},
+): NodeConnectionOptions {
+  const opts: NodeConnectionOptions = {
+    servers: cfg.nats.servers,
+    name: cfg.nats.name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: o.reconnectTimeWaitMs ?? 1000,
+    waitOnFirstConnect: o.waitOnFirstConnect ?? false,
+  };
+  const auth = cfg.nats.auth;
+  switch (auth.kind) {
+    case "user":
+      opts.user = auth.user;
+      opts.pass = auth.password.reveal();
+      break;
+    case "token":
+      opts.token = auth.token.reveal();
+      break;
+    case "nkey":
+      opts.authenticator = nkeyAuthenticator(enc.encode(auth.seed.reveal()));
+      break;
+    case "creds":
+      opts.authenticator = credsAuthenticator(enc.encode(auth.creds.reveal()));
+      break;
+    case "none":
+      break;
+  }
+  if (cfg.nats.tls) opts.tls = { ...cfg.nats.tls };
+  return opts;
+}
+
+/** An abort result for requests the core never saw (drops, unexpected faults). */
+function syntheticAbort(
+  decisionId: string,
+  code: ErrorCode,
+  reason: string,
+  error: CalloutError,
+): AuthResult {
+  return {
+    decisionId,
+    outcome: { kind: "abort", code, reason },
+    error,
+    meta: {},
+    timings: { decode_us: 0, handler_us: 0, sign_us: 0, total_us: 0 },
+  };
+}
+
+/** Waits for `p` until `deadline` (ms epoch): true if it settled in time (rejections count as settled). */
+async function withDeadline(p: Promise<unknown>, deadline: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([
+      p.then(
+        () => true,
+        () => true,
+      ),
+      expired,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function errorType(err: unknown): string {
+  return err instanceof Error ? err.name : typeof err;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The service
+// ---------------------------------------------------------------------------------------------------
+
+/** Connects, subscribes and serves until stop(). Throws ConfigError on bad config, or the connect error. */
+export async function startCallout(options: StartCalloutOptions): Promise<CalloutService> {
+  const cfg = isResolved(options.config) ? options.config : resolveConfig(options.config);
+  const log = (options.logger ?? silentLogger).child({ component: "service" });
+  const authorize = createAuthorizer(coreOptionsFromConfig(cfg), options.handler);
+  const nextId = decisionIdGenerator();
+  const { maxConcurrency, maxQueue } = cfg.limits;
+
+  const counters = { served: 0, allowed: 0, denied: 0, aborted: 0, dropped: 0, errors: 0, reconnects: 0 };
+  let lastError: CalloutStatus["lastError"];
+  let state: ConnectionState = "connecting";
+  /** Whether the service is past serving (state is mutated from callbacks; a function defeats narrowing). */
+  const ending = (): boolean => state === "draining" || state === "closed";
+  let inFlight = 0;
+  const queue: { msg: Msg; id: string; receivedAt: Date; t0: number }[] = [];
+  let stopping = false;
+  let idle: (() => void) | undefined;
+  const startedAt = new Date();
+
+  for (const w of cfg.warnings) log.warn({ warning: w }, "config warning");
+
+  const setState = (next: ConnectionState, server?: string): void => {
+    if (next === state) return;
+    const change: StatusChange = { state: next, previous: state, at: new Date() };
+    if (server !== undefined) change.server = server;
+    state = next;
+    const level = next === "connected" ? "info" : "warn";
+    log[level]({ state: next, previous: change.previous, server }, "nats connection state");
+    try {
+      options.onStatus?.(change);
+    } catch (err) {
+      log.error({ error_type: errorType(err) }, "onStatus hook threw");
+    }
+  };
+
+  const emit = (ev: ResultEvent): void => {
+    counters.served++;
+    const k = ev.result.outcome.kind;
+    if (k === "allow") counters.allowed++;
+    else if (k === "deny") counters.denied++;
+    else counters.aborted++;
+    if (ev.dropped) counters.dropped++;
+    if (ev.error !== undefined) counters.errors++;
+    const o = ev.result.outcome;
+    if (o.kind !== "allow") {
+      lastError = { code: o.code, decisionId: ev.decisionId, at: new Date() };
+      // One line per failure, with its code; handler denials/aborts are routine (info), the rest warn.
+      const routine = o.code === "auth_denied" || o.code === "auth_aborted";
+      const fields: Record<string, unknown> = { decision_id: ev.decisionId, outcome: o.kind, code: o.code };
+      if (ev.dropped) fields.dropped = ev.dropped;
+      if (!routine) fields.reason = o.reason;
+      if (ev.error !== undefined) fields.error_type = errorType(ev.error);
+      log[routine ? "info" : "warn"](
+        fields,
+        o.kind === "deny" ? "authorization denied" : "authorization aborted",
+      );
+    } else if (ev.error !== undefined) {
+      lastError = { code: "reply_failed", decisionId: ev.decisionId, at: new Date() };
+      log.warn(
+        { decision_id: ev.decisionId, code: "reply_failed", error_type: errorType(ev.error) },
+        "reply failed",
+      );
+    } else {
+      log.debug({ decision_id: ev.decisionId, account: o.grant.account }, "authorization allowed");
+    }
+    try {
+      options.onResult?.(ev);
+    } catch (err) {
+      log.error({ decision_id: ev.decisionId, error_type: errorType(err) }, "onResult hook threw");
+    }
+  };
+
+  const checkIdle = (): void => {
+    if (inFlight === 0 && queue.length === 0 && idle) {
+      const f = idle;
+      idle = undefined;
+      f();
+    }
+  };
+
+  const run = async (msg: Msg, id: string, receivedAt: Date, t0: number): Promise<void> => {
+    const queue_us = Math.round((performance.now() - t0) * 1000);
+    let result: AuthResult | undefined;
+    let replied = false;
+    let error: unknown;
+    try {
+      result = await authorize(msg.data, msg.headers?.get(XKEY_HEADER) || undefined, id);
+      if (result.reply) {
+        if (!msg.respond(result.reply)) throw new Error("no reply subject");
+        replied = true;
+      }
+    } catch (err) {
+      error = err;
+    } finally {
+      if (!result) {
+        result = syntheticAbort(
+          id,
+          "handler_error",
+          "unexpected fault",
+          new CalloutError("handler_error", "unexpected fault", { cause: error }),
+        );
+      }
+      emit({
+        decisionId: id,
+        receivedAt,
+        queue_us,
+        result,
+        replied,
+        ...(error !== undefined ? { error } : {}),
+      });
+    }
+  };
+
+  const pump = (): void => {
+    while (inFlight < maxConcurrency && queue.length > 0) {
+      const job = queue.shift()!;
+      inFlight++;
+      void run(job.msg, job.id, job.receivedAt, job.t0).finally(() => {
+        inFlight--;
+        pump();
+        checkIdle();
+      });
+    }
+  };
+
+  const drop = (id: string, receivedAt: Date, reason: DropReason): void => {
+    const code: ErrorCode = reason === "queue_full" ? "overloaded" : "request_decode_error";
+    const text =
+      reason === "queue_full"
+        ? "queue full"
+        : reason === "stopping"
+          ? "service stopping"
+          : "no reply subject";
+    emit({
+      decisionId: id,
+      receivedAt,
+      queue_us: 0,
+      result: syntheticAbort(id, code, text, new CalloutError(code, text)),
+      dropped: reason,
+      replied: false,
+    });
+  };
+
+  const onMessage = (err: Error | null, msg: Msg): void => {
+    const receivedAt = new Date();
+    const id = nextId();
+    if (err) {
+      // Subscription-level error (e.g. permissions): not a request.
+      log.error({ error_type: errorType(err), message: err.message }, "subscription error");
+      return;
+    }
+    if (!msg.reply) return drop(id, receivedAt, "no_reply_subject");
+    if (stopping) return drop(id, receivedAt, "stopping");
+    if (queue.length >= maxQueue && inFlight >= maxConcurrency) return drop(id, receivedAt, "queue_full");
+    queue.push({ msg, id, receivedAt, t0: performance.now() });
+    pump();
+  };
+
+  // ---- connect and subscribe ----
+  let nc: NatsConnection;
+  try {
+    nc = await connect(
+      connectionOptions(cfg, {
+        ...(options.reconnectTimeWaitMs !== undefined
+          ? { reconnectTimeWaitMs: options.reconnectTimeWaitMs }
+          : {}),
+        ...(options.waitOnFirstConnect !== undefined
+          ? { waitOnFirstConnect: options.waitOnFirstConnect }
+          : {}),
+      }),
+    );
+  } catch (err) {
+    log.error({ error_type: errorType(err), message: (err as Error).message }, "cannot connect to nats");
+    throw err;
+  }
+  const sub: Subscription = nc.subscribe(cfg.nats.subject, {
+    queue: cfg.nats.queueGroup,
+    callback: onMessage,
+  });
+  await nc.flush();
+  setState("connected", nc.getServer());
+
+  void (async () => {
+    for await (const s of nc.status() as AsyncIterable<Status>) {
+      switch (s.type) {
+        case "disconnect":
+        case "reconnecting":
+          if (!ending()) setState("reconnecting");
+          break;
+        case "reconnect":
+          counters.reconnects++;
+          if (!ending()) setState("connected", s.server);
+          break;
+        case "error":
+          log.warn({ error_type: errorType(s.error), message: s.error?.message }, "nats async error");
+          break;
+        case "ldm":
+          log.warn({ server: s.server }, "server entering lame duck mode");
+          break;
+        default:
+          break;
+      }
+    }
+  })().catch(() => {});
+
+  const closedP: Promise<void> = nc.closed().then((err) => {
+    if (err)
+      log.error({ error_type: errorType(err), message: err.message }, "nats connection closed with error");
+    setState("closed");
+  });
+
+  let stopP: Promise<void> | undefined;
+  const stop = (opts: { timeoutMs?: number } = {}): Promise<void> => {
+    stopP ??= (async () => {
+      stopping = true;
+      if (!ending()) setState("draining");
+      // One deadline for the whole shutdown: draining needs the server, which may be gone.
+      const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+      const done = new Promise<void>((resolve) => {
+        idle = resolve;
+      });
+      let inTime = true;
+      if (!nc.isClosed()) inTime = await withDeadline(sub.drain(), deadline);
+      checkIdle();
+      inTime = (await withDeadline(done, deadline)) && inTime;
+      if (!inTime) log.warn({ in_flight: inFlight, queued: queue.length }, "stop timed out; closing anyway");
+      // nc.drain() rejects at once while disconnected; whatever happened, make sure the connection closes.
+      if (!nc.isClosed()) await withDeadline(nc.drain(), deadline);
+      if (!nc.isClosed()) await nc.close().catch(() => {});
+      await closedP;
+    })();
+    return stopP;
+  };
+
+  const service: CalloutService = {
+    connection: nc,
+    config: cfg,
+    status: () => {
+      const s: CalloutStatus = {
+        connection: state,
+        inFlight,
+        queued: queue.length,
+        ...counters,
+        startedAt,
+        subject: cfg.nats.subject,
+        queueGroup: cfg.nats.queueGroup,
+      };
+      if (lastError) s.lastError = lastError;
+      return s;
+    },
+    stop,
+    closed: () => closedP,
+    [Symbol.asyncDispose]: () => stop(),
+  };
+  log.info(
+    {
+      subject: cfg.nats.subject,
+      queue_group: cfg.nats.queueGroup,
+      mode: cfg.mode,
+      accounts: cfg.accounts.map((a) => a.name),
+    },
+    "serving auth callout",
+  );
+  return service;
+}
+
+/**
+ * The one-call library entry point: resolve `config`, connect and serve `handler`.
+ * `const svc = await callout((req) => ({ account: "APP", pub: { allow: ["x.>"] } }), config)`.
+ */
+export function callout(
+  handler: Handler,
+  config: ResolvedConfig | ServiceConfig,
+  opts: Omit<StartCalloutOptions, "handler" | "config"> = {},
+): Promise<CalloutService> {
+  return startCallout({ ...opts, handler, config });
+}
