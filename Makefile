@@ -15,7 +15,7 @@ ENTRYPOINT ?= nats/authz/decision
 NODE_TEST := node --import tsx --test --test-concurrency=1 --test-reporter=spec
 
 .PHONY: help tools deps build typecheck lint fmt test test-unit test-integration test-reliability \
-        policy-fmt policy-check policy-test policy-build policy capabilities run bench clean
+        policy-fmt policy-check policy-test policy-build policy capabilities docs run bench clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -67,6 +67,9 @@ policy: policy-fmt policy-check policy-test policy-build ## the whole policy pip
 
 capabilities: deps tools ## regenerate policies/capabilities.json from the pinned opa (--check in tests)
 	node --import tsx scripts/capabilities.ts
+
+docs: deps ## regenerate docs/configuration.md from the config schema (CONFIG_FIELDS)
+	node --import tsx scripts/gen-config-docs.ts
 
 ## ---- tests ----
 test-unit: deps tools ## in-process unit tests (real opa for compiled fixtures)

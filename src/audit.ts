@@ -1,0 +1,385 @@
+/**
+ * Decision log: one event per authorization request (allow, deny, abort and error alike), written as one JSON
+ * line. The event carries the policy input as a **masked deep copy**: secrets (`connect_opts.pass`, `auth_token`,
+ * `jwt`, `sig`, `client_info.nonce`, any copy of a secret value elsewhere such as `client_info.user` on 2.10, and
+ * anything shaped like a JWT or an nkey seed) are replaced by "[REDACTED]" and their JSON pointers listed in
+ * `masked`. A policy may add its own masks (see `MaskFunction`); if that fails, the event is written WITHOUT its
+ * input rather than unmasked.
+ *
+ * Events are valid input for `nats-opa-callout eval`, which replays `input` through the policy. Because secrets
+ * are masked, decisions that depend on a password or token cannot be reproduced exactly from the log alone.
+ */
+import type { AuthorizationRequest } from "./types.js";
+
+export const DECISION_EVENT_TYPE = "nats_opa_callout.decision";
+export const MASK = "[REDACTED]";
+
+/** Permissions actually issued to an allowed user (from the signed user claims). */
+export interface IssuedSummary {
+  account?: string;
+  /** Operator mode: the target account's public key. */
+  account_public_key?: string;
+  user?: string;
+  name?: string;
+  pub?: { allow?: string[]; deny?: string[] };
+  sub?: { allow?: string[]; deny?: string[] };
+  /** `ttl` in milliseconds. */
+  resp?: { max?: number; ttl?: number };
+  /** Unix seconds. */
+  exp?: number;
+  tags?: string[];
+  src?: string[];
+  allowed_connection_types?: string[];
+}
+
+export interface DecisionTimings {
+  /** Waiting for a concurrency slot. */
+  queue_us?: number;
+  decode_us?: number;
+  eval_us?: number;
+  sign_us?: number;
+  total_us?: number;
+}
+
+/** What one finished authorization looks like to the decision log (mapped from the service's result hook). */
+export interface DecisionRecord {
+  decisionId: string;
+  receivedAt: Date;
+  outcome: "allow" | "deny" | "abort";
+  reason?: string;
+  /** Error code (src/errors.ts) or the policy's deny reason code. */
+  code?: string;
+  /** True when the outcome came from a fault (an exception), not from a decision. */
+  error?: boolean;
+  revision?: string;
+  entrypoint?: string;
+  /** The policy input document, unmasked (masked here). */
+  input?: unknown;
+  /** The verified request, when no input document was built (e.g. no policy ran). */
+  request?: AuthorizationRequest;
+  issued?: IssuedSummary;
+  timings?: DecisionTimings;
+  /** Set when the service dropped the request without deciding it (queue_full, stopping, …). */
+  dropped?: string;
+  /** Non-secret request facts for correlation when there is no input (decode failures). */
+  user_nkey?: string;
+  server?: { id?: string; name?: string };
+}
+
+export interface DecisionEvent {
+  type: typeof DECISION_EVENT_TYPE;
+  msg: "decision";
+  time: string;
+  decision_id: string;
+  outcome: "allow" | "deny" | "abort";
+  reason?: string;
+  code?: string;
+  error?: boolean;
+  revision?: string;
+  entrypoint?: string;
+  dropped?: string;
+  user_nkey?: string;
+  server?: { id?: string; name?: string };
+  client?: { host?: string; id?: number; user?: string; name?: string; type?: string; kind?: string };
+  input?: unknown;
+  masked?: string[];
+  /** Set when the input was left out: "mask_error" (a policy mask failed), "too_large", "unavailable". */
+  input_dropped?: string;
+  issued?: IssuedSummary;
+  timings: DecisionTimings;
+}
+
+/**
+ * A mask the policy author controls, like OPA's `system.log.mask`: given the MASKED input (built-in masks already
+ * applied), return JSON pointers to erase (e.g. "/client_info/name") or upsert ops
+ * (`{op: "upsert", path: "/connect_opts/user", value: "x"}`). Paths may be prefixed with "/input".
+ */
+export type MaskOp = string | { op: "remove" | "upsert"; path: string; value?: unknown };
+export type MaskFunction = (maskedInput: unknown) => MaskOp[] | undefined;
+
+const JWT_RE = /^eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
+/** nkey seeds: S + type letter + base32 (operator, account, user, curve, server, cluster, private). */
+const SEED_RE = /^S[OACUNXP][A-Z2-7]{50,}$/;
+/** A creds file or seed embedded in a longer string. */
+const EMBEDDED_RE = /(eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)|(S[OACUNXP][A-Z2-7]{54,})/;
+
+/** Keys masked wherever they occur, at any depth. */
+const SECRET_KEYS = new Set([
+  "pass",
+  "password",
+  "auth_token",
+  "token",
+  "jwt",
+  "sig",
+  "seed",
+  "nonce",
+  "secret",
+]);
+
+function pointerEscape(k: string): string {
+  return k.replace(/~/g, "~0").replace(/\//g, "~1");
+}
+
+function pointerUnescape(k: string): string {
+  return k.replace(/~1/g, "/").replace(/~0/g, "~");
+}
+
+/** Secret values present in the input (so copies of them elsewhere, e.g. client_info.user, are masked too). */
+function secretValues(input: unknown): Set<string> {
+  const out = new Set<string>();
+  const co = (input as { connect_opts?: Record<string, unknown> } | null)?.connect_opts;
+  if (co && typeof co === "object") {
+    for (const k of ["pass", "auth_token", "jwt", "sig"]) {
+      const v = co[k];
+      if (typeof v === "string" && v.length > 0) out.add(v);
+    }
+  }
+  return out;
+}
+
+/**
+ * Deep copy of `input` with secrets replaced by "[REDACTED]". Returns the copy and the JSON pointers masked.
+ * Pure and total: never throws for JSON-like input (cycles are cut).
+ */
+export function maskInput(input: unknown): { input: unknown; masked: string[] } {
+  const secrets = secretValues(input);
+  const masked: string[] = [];
+  const ancestors = new Set<object>();
+  const walk = (v: unknown, path: string, key: string | undefined): unknown => {
+    if (typeof v === "string") {
+      if (
+        (key !== undefined && SECRET_KEYS.has(key) && v.length > 0) ||
+        secrets.has(v) ||
+        JWT_RE.test(v) ||
+        SEED_RE.test(v) ||
+        EMBEDDED_RE.test(v) ||
+        [...secrets].some((s) => s.length >= 8 && v.includes(s))
+      ) {
+        masked.push(path);
+        return MASK;
+      }
+      return v;
+    }
+    if (v === null || typeof v !== "object") {
+      if (key !== undefined && SECRET_KEYS.has(key) && v !== undefined && v !== null) {
+        masked.push(path);
+        return MASK;
+      }
+      return v;
+    }
+    if (ancestors.has(v)) return null; // a cycle (not JSON): cut it
+    ancestors.add(v);
+    try {
+      if (Array.isArray(v)) return v.map((x, i) => walk(x, `${path}/${i}`, undefined));
+      const out: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+        if (x === undefined) continue;
+        out[k] = walk(x, `${path}/${pointerEscape(k)}`, k);
+      }
+      return out;
+    } finally {
+      ancestors.delete(v);
+    }
+  };
+  const copy = walk(input, "", undefined);
+  return { input: copy, masked };
+}
+
+/** Apply policy mask ops to an already-masked copy (mutates it). Throws on a malformed op. */
+export function applyMaskOps(doc: unknown, ops: readonly MaskOp[], masked: string[]): void {
+  for (const op of ops) {
+    const o = typeof op === "string" ? { op: "remove" as const, path: op } : op;
+    if (!o || typeof o.path !== "string" || (o.op !== "remove" && o.op !== "upsert")) {
+      throw new TypeError("mask op must be a JSON pointer string or {op: remove|upsert, path, value}");
+    }
+    let path = o.path;
+    if (path.startsWith("/input/")) path = path.slice("/input".length);
+    if (!path.startsWith("/") || path === "/")
+      throw new TypeError(`mask path must be a JSON pointer below /input`);
+    const parts = path.slice(1).split("/").map(pointerUnescape);
+    let cur: unknown = doc;
+    for (let i = 0; i < parts.length - 1; i++) {
+      const p = parts[i] as string;
+      if (cur === null || typeof cur !== "object") {
+        cur = undefined;
+        break;
+      }
+      let next = (cur as Record<string, unknown>)[p];
+      if (next === undefined && o.op === "upsert") {
+        next = {};
+        (cur as Record<string, unknown>)[p] = next;
+      }
+      cur = next;
+    }
+    const last = parts[parts.length - 1] as string;
+    if (cur === null || typeof cur !== "object") continue; // path absent: nothing to remove
+    const obj = cur as Record<string, unknown>;
+    if (o.op === "remove") {
+      if (!(last in obj)) continue;
+      obj[last] = MASK;
+    } else {
+      obj[last] = o.value;
+    }
+    masked.push(path);
+  }
+}
+
+/** Non-secret client facts for quick filtering (user omitted when it is a copy of a secret). */
+function clientSummary(maskedInput: unknown): DecisionEvent["client"] | undefined {
+  const ci = (maskedInput as { client_info?: Record<string, unknown> } | null)?.client_info;
+  if (!ci || typeof ci !== "object") return undefined;
+  const pick = <T>(k: string, t: string): T | undefined => (typeof ci[k] === t ? (ci[k] as T) : undefined);
+  const out: NonNullable<DecisionEvent["client"]> = {};
+  const host = pick<string>("host", "string");
+  if (host !== undefined) out.host = host;
+  const id = pick<number>("id", "number");
+  if (id !== undefined) out.id = id;
+  const user = pick<string>("user", "string");
+  if (user !== undefined && user !== MASK) out.user = user;
+  const name = pick<string>("name", "string");
+  if (name !== undefined) out.name = name;
+  const type = pick<string>("type", "string");
+  if (type !== undefined) out.type = type;
+  const kind = pick<string>("kind", "string");
+  if (kind !== undefined) out.kind = kind;
+  return out;
+}
+
+/** Build the input document from a bare request when no policy built one (mirrors the policy input shape). */
+function inputFromRequest(req: AuthorizationRequest): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    version: 1,
+    server_id: req.server_id,
+    user_nkey: req.user_nkey,
+    client_info: req.client_info,
+    connect_opts: req.connect_opts,
+    request_issuer: req.request_issuer,
+  };
+  if (req.client_tls) out.client_tls = req.client_tls;
+  return out;
+}
+
+export interface BuildEventOptions {
+  mask?: MaskFunction;
+  /** Events whose masked input JSON is larger than this are written without input. Default 64 KiB. */
+  maxInputBytes?: number;
+}
+
+/** Build one decision event (pure; does not write). */
+export function buildDecisionEvent(rec: DecisionRecord, opts: BuildEventOptions = {}): DecisionEvent {
+  const ev: DecisionEvent = {
+    type: DECISION_EVENT_TYPE,
+    msg: "decision",
+    time: rec.receivedAt.toISOString(),
+    decision_id: rec.decisionId,
+    outcome: rec.outcome,
+    timings: { ...(rec.timings ?? {}) },
+  };
+  if (rec.reason !== undefined) ev.reason = rec.reason;
+  if (rec.code !== undefined) ev.code = rec.code;
+  if (rec.error) ev.error = true;
+  if (rec.revision !== undefined) ev.revision = rec.revision;
+  if (rec.entrypoint !== undefined) ev.entrypoint = rec.entrypoint;
+  if (rec.dropped !== undefined) ev.dropped = rec.dropped;
+  const raw = rec.input ?? (rec.request ? inputFromRequest(rec.request) : undefined);
+  const userNkey = rec.user_nkey ?? rec.request?.user_nkey;
+  if (userNkey !== undefined) ev.user_nkey = userNkey;
+  const server =
+    rec.server ??
+    (rec.request ? { id: rec.request.server_id.id, name: rec.request.server_id.name } : undefined);
+  if (server) ev.server = server;
+  if (raw !== undefined) {
+    const { input, masked } = maskInput(raw);
+    let ok = true;
+    if (opts.mask) {
+      try {
+        const ops = opts.mask(input);
+        if (ops !== undefined) {
+          if (!Array.isArray(ops)) throw new TypeError("mask result must be an array");
+          applyMaskOps(input, ops, masked);
+        }
+      } catch {
+        ok = false;
+        ev.input_dropped = "mask_error";
+      }
+    }
+    if (ok) {
+      const size = Buffer.byteLength(JSON.stringify(input));
+      if (size > (opts.maxInputBytes ?? 64 * 1024)) {
+        ev.input_dropped = "too_large";
+      } else {
+        ev.input = input;
+        if (masked.length) ev.masked = masked;
+        const client = clientSummary(input);
+        if (client) ev.client = client;
+      }
+    }
+  } else {
+    ev.input_dropped = "unavailable";
+  }
+  if (rec.issued) ev.issued = rec.issued;
+  return ev;
+}
+
+export interface DecisionLogOptions extends BuildEventOptions {
+  /** A line sink (each line ends with "\n"). "off" disables the log. */
+  sink?: ((line: string) => void) | undefined;
+  /** Called when an event could not be written or lost its input (for metrics). Never throws. */
+  onDrop?: (reason: string) => void;
+}
+
+export interface DecisionLog {
+  readonly enabled: boolean;
+  /** Build, mask and write one event. Never throws: a failure is reported through `onDrop`. */
+  record(rec: DecisionRecord): DecisionEvent | undefined;
+  /** Replace the policy mask (on reload). */
+  setMask(mask: MaskFunction | undefined): void;
+}
+
+export function createDecisionLog(opts: DecisionLogOptions): DecisionLog {
+  let mask = opts.mask;
+  const sink = opts.sink;
+  const drop = (reason: string) => {
+    try {
+      opts.onDrop?.(reason);
+    } catch {
+      /* a metrics hook must not break the log */
+    }
+  };
+  return {
+    enabled: sink !== undefined,
+    setMask(m) {
+      mask = m;
+    },
+    record(rec) {
+      if (!sink) return undefined;
+      let ev: DecisionEvent;
+      try {
+        const o: BuildEventOptions = {};
+        if (mask) o.mask = mask;
+        if (opts.maxInputBytes !== undefined) o.maxInputBytes = opts.maxInputBytes;
+        ev = buildDecisionEvent(rec, o);
+      } catch {
+        drop("build_error");
+        return undefined;
+      }
+      if (ev.input_dropped && ev.input_dropped !== "unavailable") drop(ev.input_dropped);
+      try {
+        sink(JSON.stringify(ev) + "\n");
+      } catch {
+        drop("write_error");
+      }
+      return ev;
+    },
+  };
+}
+
+/** Recognise a decision-log event (for `eval`). */
+export function isDecisionEvent(v: unknown): v is DecisionEvent {
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    (v as { type?: unknown }).type === DECISION_EVENT_TYPE &&
+    typeof (v as { decision_id?: unknown }).decision_id === "string"
+  );
+}

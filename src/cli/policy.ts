@@ -1,0 +1,77 @@
+/**
+ * The CLI's view of the policy engine: the same createPolicyEngine() path for serve, check and eval, plus
+ * reload events for metrics.
+ */
+import type { ResolvedPolicy } from "../config.js";
+import type { Handler } from "../callout/pipeline.js";
+import type { Logger } from "../log.js";
+import type { MaskFunction } from "../audit.js";
+import {
+  createPolicyEngine,
+  type PolicyEngineHandle,
+  type PolicyStatus,
+  type ReloadEvent,
+} from "../policy/index.js";
+
+export interface PolicyReload {
+  ok: boolean;
+  revision: string | undefined;
+  at: Date;
+}
+
+export interface PolicyHandle {
+  handler: Handler;
+  engine: PolicyEngineHandle;
+  status(): PolicyStatus;
+  /** A policy-controlled decision-log mask, when the policy provides one (not yet: see docs/operations.md). */
+  mask: MaskFunction | undefined;
+  close(): Promise<void>;
+}
+
+/** The policy settings `check`/`eval` use when there is no service config. */
+export function policySettings(
+  p: { dir?: string; bundle?: string; entrypoint?: string; opaBinary?: string },
+  watch = false,
+): ResolvedPolicy {
+  const out: ResolvedPolicy = {
+    entrypoint: p.entrypoint ?? "nats/authz/decision",
+    watch,
+    opaBinary: p.opaBinary ?? process.env.OPA_BIN ?? "opa",
+  };
+  if (p.dir !== undefined) out.dir = p.dir;
+  if (p.bundle !== undefined) out.bundle = p.bundle;
+  return out;
+}
+
+/**
+ * Load the policy exactly as `serve` does (throws PolicyLoadError with file:line when it does not compile or
+ * verify). `onReload` sees the initial load and every later reload.
+ */
+export async function openPolicy(
+  p: ResolvedPolicy,
+  opts: { logger?: Logger; onReload?: (ev: PolicyReload) => void; watch?: boolean } = {},
+): Promise<PolicyHandle> {
+  const engine = await createPolicyEngine({
+    ...(p.dir !== undefined ? { dir: p.dir } : { bundle: p.bundle as string }),
+    entrypoint: p.entrypoint,
+    opaBin: p.opaBinary,
+    watch: opts.watch ?? p.watch,
+    ...(opts.logger ? { logger: opts.logger } : {}),
+  });
+  if (opts.onReload) {
+    const f = opts.onReload;
+    // The initial load happened inside createPolicyEngine; report it, then follow later reloads.
+    const st = engine.store.status();
+    f({ ok: true, revision: st.revision, at: st.loadedAt ? new Date(st.loadedAt) : new Date() });
+    engine.store.on("reload", (e: ReloadEvent) =>
+      f({ ok: e.result === "ok", revision: e.revision, at: new Date() }),
+    );
+  }
+  return {
+    handler: engine.handler,
+    engine,
+    status: () => engine.store.status(),
+    mask: undefined,
+    close: () => engine.close(),
+  };
+}

@@ -1,0 +1,85 @@
+/**
+ * Maps the service's per-request result (ResultEvent) to what the decision log and the metrics need.
+ */
+import type { DecisionRecord, IssuedSummary } from "../audit.js";
+import type { DecisionSample } from "../metrics.js";
+import type { ResultEvent } from "../service.js";
+
+const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
+const num = (v: unknown): number | undefined => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
+
+/** The metric/log code of a result: "ok" for allows, else the outcome's code. */
+export function resultCode(ev: ResultEvent): string {
+  const o = ev.result.outcome;
+  return o.kind === "allow" ? "ok" : o.code;
+}
+
+export function decisionSampleFromResult(ev: ResultEvent, entrypoint: string): DecisionSample {
+  const o = ev.result.outcome;
+  const s: DecisionSample = {
+    outcome: o.kind,
+    // A policy deny carries its reason code (e.g. bad_credentials); faults carry their error code.
+    code:
+      o.kind === "allow" ? "ok" : o.code === "auth_denied" || o.code === "auth_aborted" ? o.reason : o.code,
+    total_us: ev.result.timings.total_us + ev.queue_us,
+  };
+  const evalUs = num(ev.result.meta.eval_us);
+  if (evalUs !== undefined) {
+    s.eval_us = evalUs;
+    s.entrypoint = str(ev.result.meta.entrypoint) ?? entrypoint;
+  }
+  return s;
+}
+
+export function decisionRecordFromResult(ev: ResultEvent, entrypoint: string): DecisionRecord {
+  const r = ev.result;
+  const o = r.outcome;
+  const meta = r.meta;
+  const rec: DecisionRecord = {
+    decisionId: ev.decisionId,
+    receivedAt: ev.receivedAt,
+    outcome: o.kind,
+    timings: {
+      decode_us: r.timings.decode_us,
+      eval_us: num(meta.eval_us) ?? r.timings.handler_us,
+      sign_us: r.timings.sign_us,
+      total_us: r.timings.total_us + ev.queue_us,
+    },
+  };
+  if (ev.queue_us > 0) rec.timings!.queue_us = ev.queue_us;
+  if (o.kind === "allow") {
+    rec.code = "ok";
+    const reason = o.reason ?? str(meta.reason);
+    if (reason !== undefined) rec.reason = reason;
+  } else {
+    rec.code = o.code;
+    rec.reason = o.reason;
+  }
+  if (ev.error !== undefined || (o.kind !== "allow" && !["auth_denied", "auth_aborted"].includes(o.code))) {
+    rec.error = true;
+  }
+  const revision = str(meta.revision);
+  if (revision !== undefined) rec.revision = revision;
+  rec.entrypoint = str(meta.entrypoint) ?? entrypoint;
+  if (meta.input !== undefined) rec.input = meta.input;
+  if (r.request) rec.request = r.request;
+  if (r.issued) {
+    const i = r.issued;
+    const issued: IssuedSummary = {
+      account: i.account,
+      user: i.user_nkey,
+      name: i.name,
+      pub: i.pub,
+      sub: i.sub,
+      exp: i.exp,
+    };
+    if (i.resp) issued.resp = { max: i.resp.max, ttl: i.resp.ttl_ms };
+    if (i.tags) issued.tags = i.tags;
+    if (i.account_public_key) issued.account_public_key = i.account_public_key;
+    if (i.allowed_connection_types) issued.allowed_connection_types = i.allowed_connection_types;
+    if (i.src) issued.src = i.src;
+    rec.issued = issued;
+  }
+  if (ev.dropped) rec.dropped = ev.dropped;
+  return rec;
+}

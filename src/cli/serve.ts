@@ -1,0 +1,352 @@
+/**
+ * `nats-opa-callout serve`: config file → env → flags → resolveConfig (every problem at once, before
+ * connecting) → logger, metrics, decision log, HTTP → policy (fail fast, exit 3) → NATS service → wait for
+ * SIGTERM/SIGINT and drain.
+ */
+import { createWriteStream, openSync, readFileSync, type WriteStream } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { parseDocument } from "yaml";
+import { pino } from "pino";
+import { applyEnvOverrides, resolveConfig, type ResolvedConfig, type ServiceConfig } from "../config.js";
+import { ConfigError, PolicyLoadError } from "../errors.js";
+import { createLogger, type Logger } from "../log.js";
+import { createDecisionLog, type DecisionLog } from "../audit.js";
+import { CalloutMetrics } from "../metrics.js";
+import { startHttpServer, type HttpServer, type Readiness } from "../http.js";
+import { startCallout, type CalloutService, type ResultEvent } from "../service.js";
+import { EXIT, EXIT_CODES_HELP, UsageError, asUsage, err, packageVersion } from "./common.js";
+import { ENV_OVERRIDES, FLAG_OVERRIDES } from "./flags.js";
+import { openPolicy, type PolicyHandle } from "./policy.js";
+import { decisionRecordFromResult, decisionSampleFromResult } from "./result.js";
+
+export const SERVE_HELP = `Usage: nats-opa-callout serve [--config <file>] [options]
+
+Run the auth callout service: subscribe to the authorization subject in a queue group, decide each
+request with the policy, reply with a signed user JWT (allow) or a signed error (deny), or not at all
+(abort). Configuration comes from the YAML file, then environment variables, then flags; all problems
+are reported together, naming each field, before anything connects.
+
+Options:
+  --config <file>            service config (YAML); see docs/configuration.md
+${FLAG_OVERRIDES.map((f) => `  --${(f.flag + " " + f.arg).padEnd(25)}${f.description}`).join("\n")}
+  --drain-timeout <ms>       how long SIGTERM waits for in-flight requests (default: 10000)
+  -h, --help                 show this help
+
+Environment (NATS conventions, applied before flags):
+${ENV_OVERRIDES.map((e) => `  ${e.name.padEnd(27)}${e.path}`).join("\n")}
+
+Endpoints (metrics.listen): /metrics, /healthz, /readyz (200 only when connected and a policy is
+loaded), /status.
+
+Signals: SIGTERM/SIGINT drain (stop taking requests, finish in-flight ones, flush logs, exit 0);
+a second signal exits at once with code 1.
+
+Examples:
+  nats-opa-callout serve --config deploy/service.yaml
+  NATS_URL=nats://10.0.0.5:4222 nats-opa-callout serve --config service.yaml --log-level debug
+  nats-opa-callout serve --config service.yaml --bundle build/bundle.tar.gz --metrics-listen :9464
+
+${EXIT_CODES_HELP}
+`;
+
+/** Read the YAML config file; syntax errors become a ConfigError naming file:line. */
+export function readConfigFile(path: string): ServiceConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new ConfigError([
+      { field: "--config", message: `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? "error"}` },
+    ]);
+  }
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      doc.errors.map((e) => ({
+        field: `${path}:${text.slice(0, e.pos[0]).split("\n").length}`,
+        // The YAML message quotes no values beyond the error location; keep only the first line.
+        message: `YAML ${e.code}: ${e.message.split("\n")[0] ?? ""}`,
+      })),
+    );
+  }
+  const v: unknown = doc.toJS();
+  if (v === null || v === undefined) return {};
+  if (typeof v !== "object" || Array.isArray(v)) {
+    throw new ConfigError([{ field: "(root)", message: `${path}: expected a mapping at the top level` }]);
+  }
+  return v as ServiceConfig;
+}
+
+interface ServeFlags {
+  config?: string;
+  drainTimeoutMs: number;
+  overrides: [string, string][];
+}
+
+function parseServeFlags(argv: string[]): ServeFlags | "help" {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    config: { type: "string", short: "c" },
+    "drain-timeout": { type: "string" },
+    help: { type: "boolean", short: "h" },
+  };
+  for (const f of FLAG_OVERRIDES) options[f.flag] = { type: "string" };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv, options, allowPositionals: false, strict: true }));
+  } catch (e) {
+    asUsage(e);
+  }
+  if (values.help) return "help";
+  const drain = values["drain-timeout"] as string | undefined;
+  const drainTimeoutMs = drain === undefined ? 10_000 : Number(drain);
+  if (!Number.isInteger(drainTimeoutMs) || drainTimeoutMs < 0) {
+    throw new UsageError(`--drain-timeout must be a non-negative integer (ms), got "${drain}"`);
+  }
+  const overrides: [string, string][] = [];
+  for (const f of FLAG_OVERRIDES) {
+    const v = values[f.flag];
+    if (typeof v === "string") overrides.push([f.flag, v]);
+  }
+  const out: ServeFlags = { drainTimeoutMs, overrides };
+  if (typeof values.config === "string") out.config = values.config;
+  return out;
+}
+
+/** File → env → flags → resolveConfig. Throws ConfigError listing every problem. */
+export function loadServeConfig(
+  flags: { config?: string; overrides: [string, string][] },
+  env: Record<string, string | undefined>,
+): ResolvedConfig {
+  const file = flags.config !== undefined ? resolve(flags.config) : undefined;
+  let doc: ServiceConfig = file ? readConfigFile(file) : {};
+  doc = applyEnvOverrides(doc, env);
+  for (const [flag, v] of flags.overrides) {
+    FLAG_OVERRIDES.find((f) => f.flag === flag)?.apply(doc, v);
+  }
+  // Relative paths in the file resolve from its directory; paths given as flags from the cwd. A flag path
+  // is made absolute here so both hold.
+  for (const [flag, v] of flags.overrides) {
+    if (flag === "policy-dir") doc.policy!.dir = resolve(v);
+    if (flag === "bundle") doc.policy!.bundle = resolve(v);
+    if (flag === "creds") doc.nats!.creds_file = resolve(v);
+    if (flag === "decision-log" && v !== "stdout" && v !== "off") doc.decision_log!.destination = resolve(v);
+  }
+  for (const k of ["NATS_CREDS", "NATS_NKEY_SEED", "NATS_NKEY"]) {
+    const v = env[k]?.trim();
+    if (v) {
+      if (k === "NATS_CREDS" && doc.nats?.creds_file === v) doc.nats.creds_file = resolve(v);
+      else if (doc.nats?.nkey_seed_file === v) doc.nats.nkey_seed_file = resolve(v);
+    }
+  }
+  // OPA_BIN (the variable the Makefile and tests use) supplies policy.opa_binary when the file does not.
+  const opaBin = env.OPA_BIN?.trim();
+  if (opaBin && doc.policy && (doc.policy.dir !== undefined || doc.policy.bundle !== undefined)) {
+    doc.policy.opa_binary ??= opaBin;
+  }
+  return resolveConfig(doc, { requirePolicy: true, baseDir: file ? dirname(file) : process.cwd() });
+}
+
+function openDecisionSink(
+  cfg: ResolvedConfig,
+  stdout: ReturnType<typeof pino.destination>,
+  onError: (e: NodeJS.ErrnoException) => void,
+): { sink?: (line: string) => void; stream?: WriteStream } {
+  const d = cfg.decisionLog;
+  if (d.kind === "off") return {};
+  // Same buffered stream as the logger, so a decision line can never interleave with a log line.
+  if (d.kind === "stdout") return { sink: (line) => void stdout.write(line) };
+  // Open synchronously so an unwritable path is a config error at start, not a crash later.
+  let fd: number;
+  try {
+    fd = openSync(d.path, "a", 0o600);
+  } catch (e) {
+    throw new ConfigError([
+      {
+        field: "decision_log.destination",
+        message: `cannot open ${d.path} for appending: ${(e as NodeJS.ErrnoException).code ?? "error"}`,
+      },
+    ]);
+  }
+  const stream = createWriteStream(d.path, { fd, flags: "a" });
+  stream.on("error", onError);
+  return { sink: (line) => void stream.write(line), stream };
+}
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  const flags = parseServeFlags(argv);
+  if (flags === "help") {
+    process.stdout.write(SERVE_HELP);
+    return EXIT.OK;
+  }
+  // 1. Config: every problem at once, before anything starts.
+  const cfg = loadServeConfig(flags, process.env);
+  const policyCfg = cfg.policy;
+  if (!policyCfg)
+    throw new ConfigError([{ field: "policy.dir", message: "required: policy.dir or policy.bundle" }]);
+
+  const stdout = pino.destination({ dest: 1, sync: false });
+  const logger: Logger = createLogger({ level: cfg.log.level, format: cfg.log.format, destination: stdout });
+  for (const w of cfg.warnings) logger.warn({ warning: w }, "config warning");
+  logger.info(
+    { version: packageVersion(), node: process.versions.node, mode: cfg.mode, pid: process.pid },
+    "starting nats-opa-callout",
+  );
+
+  // 2. Metrics, decision log, HTTP (up before the policy loads, so /readyz can say why it is not ready).
+  const metrics = new CalloutMetrics({ version: packageVersion() });
+  const { sink, stream } = openDecisionSink(cfg, stdout, (e) => {
+    metrics.decisionLogDropped.inc({ reason: "write_error" });
+    logger.error({ code: e.code ?? "write_error" }, "decision log write failed");
+  });
+  const decisionLog: DecisionLog = createDecisionLog({
+    sink,
+    onDrop: (reason) => metrics.decisionLogDropped.inc({ reason }),
+  });
+  let service: CalloutService | undefined;
+  let policy: PolicyHandle | undefined;
+  let phase: "starting" | "serving" | "stopping" = "starting";
+  const readiness = (): Readiness => {
+    const reasons: string[] = [];
+    const conn = service?.status().connection ?? "connecting";
+    if (conn !== "connected") reasons.push(`nats: ${conn}`);
+    const ps = policy?.status();
+    if (!ps?.ready) reasons.push("policy: not loaded");
+    if (phase === "stopping") reasons.push("stopping");
+    const r: Readiness = { ready: reasons.length === 0, reasons, nats: conn };
+    if (ps?.revision) r.revision = ps.revision;
+    return r;
+  };
+  metrics.bindState({
+    connected: () => service?.status().connection === "connected",
+    inFlight: () => service?.status().inFlight ?? 0,
+    queueDepth: () => service?.status().queued ?? 0,
+    wasmMemoryBytes: () => policy?.status().memoryBytes,
+  });
+  let http: HttpServer | undefined;
+  if (cfg.metrics.listen) {
+    const l = cfg.metrics.listen;
+    const listen = l.host.includes(":") ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`;
+    try {
+      http = await startHttpServer({
+        listen,
+        metrics: () => metrics.render(),
+        readiness,
+        status: () => ({
+          version: packageVersion(),
+          phase,
+          policy: policy?.status() ?? null,
+          service: service?.status() ?? null,
+        }),
+      });
+    } catch (e) {
+      stream?.end();
+      throw new ConfigError([
+        {
+          field: "metrics.listen",
+          message: `cannot listen on ${listen}: ${(e as NodeJS.ErrnoException).code ?? "error"}`,
+        },
+      ]);
+    }
+    logger.info({ address: http.address }, "metrics and health listening");
+  }
+
+  const closeAll = async () => {
+    await policy?.close().catch(() => {});
+    await http?.close().catch(() => {});
+    if (stream) await new Promise<void>((r) => stream.end(() => r()));
+    await new Promise<void>((r) => stdout.flush(() => r()));
+  };
+
+  // 3. Policy: fail fast (exit 3) when the first load fails; later failures keep the last good revision.
+  try {
+    policy = await openPolicy(policyCfg, {
+      logger, // createPolicyEngine logs every reload (info on success, error with file:line on failure)
+      onReload: (ev) => metrics.observeReload(ev.ok, ev.revision, ev.at),
+    });
+    decisionLog.setMask(policy.mask);
+  } catch (e) {
+    await closeAll();
+    if (e instanceof PolicyLoadError) {
+      logger.fatal({ code: e.code, error: e.message }, "policy failed to load at start");
+      err(`policy error: ${e.message}`);
+      return EXIT.POLICY;
+    }
+    throw e;
+  }
+
+  // 4. NATS.
+  const onResult = (ev: ResultEvent) => {
+    metrics.observeDecision(decisionSampleFromResult(ev, policyCfg.entrypoint));
+    if (ev.dropped) metrics.observeDropped(ev.dropped);
+    else if (ev.result.error?.code === "request_expired") metrics.observeDropped("expired");
+    const rec = decisionRecordFromResult(ev, policyCfg.entrypoint);
+    decisionLog.record(rec);
+    if (cfg.decisionLog.kind !== "stdout") {
+      // Keep a one-line, secret-free summary in the service log when the full events go elsewhere.
+      logger.info(
+        {
+          decision_id: rec.decisionId,
+          outcome: rec.outcome,
+          ...(rec.code && rec.outcome !== "allow" ? { code: rec.code } : {}),
+          ...(rec.reason ? { reason: rec.reason } : {}),
+          ...(rec.issued?.account ? { account: rec.issued.account } : {}),
+          ...(rec.issued?.name ? { user: rec.issued.name } : {}),
+          ...(rec.revision ? { revision: rec.revision } : {}),
+          us: rec.timings?.total_us,
+        },
+        "decision",
+      );
+    }
+  };
+  try {
+    service = await startCallout({
+      config: cfg,
+      handler: policy.handler,
+      logger,
+      onResult,
+      onStatus: (s) => metrics.observeNatsEvent(s.state),
+    });
+  } catch (e) {
+    logger.fatal(
+      { error_type: e instanceof Error ? e.name : typeof e, message: (e as Error)?.message },
+      "cannot start",
+    );
+    await closeAll();
+    err(`error: cannot connect to NATS (${(e as Error)?.message ?? String(e)})`);
+    return EXIT.RUNTIME;
+  }
+  phase = "serving";
+
+  // 5. Wait for a signal or the connection's end.
+  return await new Promise<number>((resolveExit) => {
+    let signals = 0;
+    const shutdown = async (sig: string) => {
+      signals++;
+      if (signals > 1) {
+        logger.warn({ signal: sig }, "second signal: exiting now");
+        resolveExit(EXIT.RUNTIME);
+        setImmediate(() => process.exit(EXIT.RUNTIME));
+        return;
+      }
+      phase = "stopping";
+      logger.info({ signal: sig }, "draining");
+      try {
+        await service?.stop({ timeoutMs: flags.drainTimeoutMs });
+      } finally {
+        await closeAll();
+        logger.info({}, "stopped");
+        resolveExit(EXIT.OK);
+      }
+    };
+    process.on("SIGTERM", () => void shutdown("SIGTERM"));
+    process.on("SIGINT", () => void shutdown("SIGINT"));
+    void service!.closed().then(async () => {
+      if (phase !== "stopping") {
+        logger.fatal({}, "nats connection closed for good");
+        await closeAll();
+        resolveExit(EXIT.RUNTIME);
+      }
+    });
+  });
+}
