@@ -1,5 +1,5 @@
 # Golden cases: policies/cases/*.json, one source of truth for `opa test` (here) and for the
-# service's own wasm engine (test/unit/policy-cases.test.ts). `opa test policies/` loads every
+# service's own wasm engine (test/unit/policy/cases.test.ts). `opa test policies/` loads every
 # JSON file under policies/cases/ at data.cases; each file is an object keyed by case name, so the
 # merge fails loudly if two files reuse a name. See policies/cases/README.md.
 package nats.cases_test
