@@ -10,6 +10,7 @@
  * are masked, decisions that depend on a password or token cannot be reproduced exactly from the log alone.
  */
 import type { AuthorizationRequest } from "./types.js";
+import { SECRET_KEYS } from "./secret-keys.js";
 
 export const DECISION_EVENT_TYPE = "nats_opa_callout.decision";
 export const MASK = "[REDACTED]";
@@ -103,18 +104,8 @@ const SEED_RE = /^S[OACUNXP][A-Z2-7]{50,}$/;
 /** A creds file or seed embedded in a longer string. */
 const EMBEDDED_RE = /(eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)|(S[OACUNXP][A-Z2-7]{54,})/;
 
-/** Keys masked wherever they occur, at any depth. */
-const SECRET_KEYS = new Set([
-  "pass",
-  "password",
-  "auth_token",
-  "token",
-  "jwt",
-  "sig",
-  "seed",
-  "nonce",
-  "secret",
-]);
+/** Keys masked wherever they occur, at any depth: the shared secret field names, plus the server nonce. */
+const MASKED_KEYS: ReadonlySet<string> = new Set([...SECRET_KEYS, "nonce"]);
 
 function pointerEscape(k: string): string {
   return k.replace(/~/g, "~0").replace(/\//g, "~1");
@@ -148,7 +139,7 @@ export function maskInput(input: unknown): { input: unknown; masked: string[] } 
   const walk = (v: unknown, path: string, key: string | undefined): unknown => {
     if (typeof v === "string") {
       if (
-        (key !== undefined && SECRET_KEYS.has(key) && v.length > 0) ||
+        (key !== undefined && MASKED_KEYS.has(key) && v.length > 0) ||
         secrets.has(v) ||
         JWT_RE.test(v) ||
         SEED_RE.test(v) ||
@@ -161,7 +152,7 @@ export function maskInput(input: unknown): { input: unknown; masked: string[] } 
       return v;
     }
     if (v === null || typeof v !== "object") {
-      if (key !== undefined && SECRET_KEYS.has(key) && v !== undefined && v !== null) {
+      if (key !== undefined && MASKED_KEYS.has(key) && v !== undefined && v !== null) {
         masked.push(path);
         return MASK;
       }

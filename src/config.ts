@@ -11,6 +11,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { dirname, resolve as resolvePath } from "node:path";
 import { fromCurveSeed, fromPublic, fromSeed } from "@nats-io/nkeys";
+import { CORE_DEFAULTS } from "./callout/defaults.js";
 import { ConfigError } from "./errors.js";
 
 // ---------------------------------------------------------------------------------------------------
@@ -266,7 +267,7 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
     path: "expiry.default_seconds",
     type: "integer",
     kind: "integer",
-    default: 3600,
+    default: CORE_DEFAULTS.defaultExpirySeconds,
     min: 1,
     max: 2_592_000,
     description: "Lifetime of an issued user JWT when the grant does not set expires_in.",
@@ -275,7 +276,7 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
     path: "expiry.max_seconds",
     type: "integer",
     kind: "integer",
-    default: 86_400,
+    default: CORE_DEFAULTS.maxExpirySeconds,
     min: 1,
     max: 2_592_000,
     description: "Upper bound for a grant's expires_in (longer requests are capped).",
@@ -284,7 +285,7 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
     path: "expiry.response_seconds",
     type: "integer",
     kind: "integer",
-    default: 10,
+    default: CORE_DEFAULTS.responseExpirySeconds,
     min: 1,
     max: 300,
     description: "Lifetime of the signed authorization response.",
@@ -312,7 +313,7 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
     path: "limits.max_request_bytes",
     type: "integer",
     kind: "integer",
-    default: 65_536,
+    default: CORE_DEFAULTS.maxRequestBytes,
     min: 1024,
     max: 8_388_608,
     description: "Larger requests are dropped unread.",

@@ -3,6 +3,7 @@
  * every field that can carry a secret. The library never calls console.*.
  */
 import { pino, type DestinationStream, type LoggerOptions } from "pino";
+import { SECRET_KEYS } from "./secret-keys.js";
 
 export interface Logger {
   trace(obj: object, msg?: string): void;
@@ -15,20 +16,7 @@ export interface Logger {
 }
 
 /** Keys whose values are secrets wherever they appear (any depth up to the listed patterns). */
-export const SECRET_KEYS = [
-  "pass",
-  "password",
-  "auth_token",
-  "token",
-  "jwt",
-  "sig",
-  "seed",
-  "nkey_seed",
-  "creds",
-  "secret",
-  "signature",
-  "authorization",
-] as const;
+export { SECRET_KEYS };
 
 /** pino redact paths: each secret key at the top level and up to four levels deep. */
 export function redactPaths(): string[] {

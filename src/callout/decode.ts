@@ -16,6 +16,7 @@ import { RequestDecodeError } from "../errors.js";
 import type { AuthorizationRequest, ClientInfo, ClientTls, ConnectOpts, ServerId } from "../types.js";
 import { parseJwt, verifyJwt, DEFAULT_MAX_JWT_BYTES, type JwtClaims } from "./jwt.js";
 import { isPublicKey, type Verifier, type XKey } from "./keys.js";
+import { CORE_DEFAULTS } from "./defaults.js";
 
 /** `aud` of every authorization request. */
 export const AUTH_REQUEST_AUDIENCE = "nats-authorization-request";
@@ -23,7 +24,7 @@ export const AUTH_REQUEST_AUDIENCE = "nats-authorization-request";
 export const XKEY_HEADER = "Nats-Server-Xkey";
 
 /** Default allowed clock skew between this service and nats-server, seconds. */
-export const DEFAULT_CLOCK_SKEW_SECONDS = 5;
+export const DEFAULT_CLOCK_SKEW_SECONDS = CORE_DEFAULTS.clockSkewSeconds;
 
 /** What decodeRequest needs. */
 export interface DecodeOptions {

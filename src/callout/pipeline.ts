@@ -42,20 +42,10 @@ import { AnswerableDecodeError, decodeRequest, type ReplyTarget } from "./decode
 import { encodeJwt } from "./jwt.js";
 import { isPublicKey, Verifier, type Signer, type XKey } from "./keys.js";
 import { encodeResponse, type ResponseOptions } from "./respond.js";
+import { CORE_DEFAULTS } from "./defaults.js";
 
-/** Defaults for CoreOptions (also the service's defaults). */
-export const CORE_DEFAULTS = Object.freeze({
-  /** User JWT lifetime when the grant has no `expires_in`. */
-  defaultExpirySeconds: 3600,
-  /** Cap on any user JWT lifetime. */
-  maxExpirySeconds: 86_400,
-  /** Authorization response `exp` offset. */
-  responseExpirySeconds: 10,
-  /** Tolerance for request `exp`/`nbf`. */
-  clockSkewSeconds: 5,
-  /** Cap on a raw request (sealed or plaintext). */
-  maxRequestBytes: 64 * 1024,
-});
+/** Defaults for CoreOptions (also the service's defaults; defined in ./defaults.ts). */
+export { CORE_DEFAULTS };
 
 /** An account's public key and a signer for it (the account key itself or one of its signing keys). */
 export interface AccountKeys {

@@ -14,9 +14,10 @@ import { ResponseEncodeError } from "../errors.js";
 import type { ReplyTarget } from "./decode.js";
 import { encodeJwt } from "./jwt.js";
 import type { Signer, XKey } from "./keys.js";
+import { CORE_DEFAULTS } from "./defaults.js";
 
 /** Default `exp` offset of a response, seconds (see module doc). */
-export const DEFAULT_RESPONSE_EXPIRY_SECONDS = 10;
+export const DEFAULT_RESPONSE_EXPIRY_SECONDS = CORE_DEFAULTS.responseExpirySeconds;
 
 /** Longest error text we put in a response (the server logs it). */
 export const MAX_ERROR_LENGTH = 512;

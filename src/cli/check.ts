@@ -6,12 +6,11 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { isDeepStrictEqual, parseArgs } from "node:util";
-import { PolicyLoadError } from "../errors.js";
 import { validateGrant } from "../grant.js";
 import { toDecision } from "../policy/index.js";
 import { maskInput } from "../audit.js";
-import { EXIT, UsageError, asUsage, err, out } from "./common.js";
-import { openPolicy, policySettings, type PolicyHandle } from "./policy.js";
+import { EXIT, UsageError, asUsage, out } from "./common.js";
+import { openPolicyOrExit, policySettings, type PolicyHandle } from "./policy.js";
 import { requestFromInput } from "./request.js";
 import { loadServeConfig } from "./serve.js";
 
@@ -193,17 +192,8 @@ export async function checkCommand(argv: string[]): Promise<number> {
   }
 
   const t0 = performance.now();
-  let policy: PolicyHandle;
-  try {
-    policy = await openPolicy(settings, { watch: false });
-  } catch (e) {
-    if (e instanceof PolicyLoadError) {
-      err(`policy error${e.file ? ` in ${e.file}${e.line !== undefined ? `:${e.line}` : ""}` : ""}:`);
-      err(e.message);
-      return EXIT.POLICY;
-    }
-    throw e;
-  }
+  const policy = await openPolicyOrExit(settings);
+  if (policy === EXIT.POLICY) return EXIT.POLICY;
   try {
     const active = policy.engine.store.current();
     const ms = Math.round(performance.now() - t0);

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createAccount } from "@nats-io/nkeys";
-import { AbortAuth, AuthError, CalloutError, DecisionShapeError, PolicyLoadError } from "../errors.js";
+import { AbortAuth, AuthError, CalloutError, DecisionShapeError } from "../errors.js";
 import { validateGrant } from "../grant.js";
 import { buildUserClaims } from "../callout/claims.js";
 import { encodeJwt } from "../callout/jwt.js";
@@ -19,7 +19,7 @@ import { CORE_DEFAULTS } from "../callout/pipeline.js";
 import { isDecisionEvent, maskInput, type DecisionEvent } from "../audit.js";
 import type { AuthorizationRequest } from "../types.js";
 import { EXIT, UsageError, asUsage, err, out } from "./common.js";
-import { openPolicy, policySettings, type PolicyHandle } from "./policy.js";
+import { openPolicyOrExit, policySettings } from "./policy.js";
 import { requestFromInput, requestFromJwt } from "./request.js";
 import { loadServeConfig } from "./serve.js";
 import { parseNow } from "./check.js";
@@ -254,17 +254,8 @@ export async function evalCommand(argv: string[]): Promise<number> {
   }
   if (values.opa !== undefined) settings.opaBinary = values.opa as string;
 
-  let policy: PolicyHandle;
-  try {
-    policy = await openPolicy(settings, { watch: false });
-  } catch (e) {
-    if (e instanceof PolicyLoadError) {
-      err(`policy error${e.file ? ` in ${e.file}${e.line !== undefined ? `:${e.line}` : ""}` : ""}:`);
-      err(e.message);
-      return EXIT.POLICY;
-    }
-    throw e;
-  }
+  const policy = await openPolicyOrExit(settings);
+  if (policy === EXIT.POLICY) return EXIT.POLICY;
 
   const report: EvalReport = {
     source: sourceLabel,

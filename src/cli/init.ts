@@ -90,6 +90,18 @@ function hcl(s: string): string {
   return JSON.stringify(s);
 }
 
+/** Account JWT limits meaning "unlimited": an account JWT without limits allows 0 connections and subscriptions. */
+export const UNLIMITED_ACCOUNT_LIMITS = Object.freeze({
+  subs: -1,
+  data: -1,
+  payload: -1,
+  imports: -1,
+  exports: -1,
+  wildcards: true,
+  conn: -1,
+  leaf: -1,
+});
+
 /** bcrypt with the "$2a$" prefix nats-server documents (the "$2b$" variant is the same algorithm). */
 export function bcryptHash(password: string, cost = 11): string {
   const salt = bcrypt.genSaltSync(cost).replace(/^\$2b\$/, "$2a$");
@@ -209,17 +221,7 @@ authorization {
     const targets = opts.accounts.map((name) => ({ name, kp: createAccount() }));
     const calloutUser = createUser();
     const sentinel = createUser();
-    // Account JWTs without limits mean 0 connections and subscriptions: say "unlimited" explicitly.
-    const limits = {
-      subs: -1,
-      data: -1,
-      payload: -1,
-      imports: -1,
-      exports: -1,
-      wildcards: true,
-      conn: -1,
-      leaf: -1,
-    };
+    const limits = UNLIMITED_ACCOUNT_LIMITS;
     const operatorJwt = await encodeOperator("nats-opa-callout", op, { system_account: sys.getPublicKey() });
     const sysJwt = await encodeAccount("SYS", sys, { limits }, { signer: op });
     const authJwt = await encodeAccount(

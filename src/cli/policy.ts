@@ -6,6 +6,8 @@ import type { ResolvedPolicy } from "../config.js";
 import type { Handler } from "../callout/pipeline.js";
 import type { Logger } from "../log.js";
 import type { MaskFunction } from "../audit.js";
+import { PolicyLoadError } from "../errors.js";
+import { EXIT, err } from "./common.js";
 import {
   createPolicyEngine,
   type PolicyEngineHandle,
@@ -74,4 +76,21 @@ export async function openPolicy(
     mask: undefined,
     close: () => engine.close(),
   };
+}
+
+/**
+ * openPolicy for the one-shot commands (`check`, `eval`; no watching): when the policy does not compile or load,
+ * print the error with its file:line to stderr and return EXIT.POLICY instead of a handle. Other errors are thrown.
+ */
+export async function openPolicyOrExit(p: ResolvedPolicy): Promise<PolicyHandle | typeof EXIT.POLICY> {
+  try {
+    return await openPolicy(p, { watch: false });
+  } catch (e) {
+    if (e instanceof PolicyLoadError) {
+      err(`policy error${e.file ? ` in ${e.file}${e.line !== undefined ? `:${e.line}` : ""}` : ""}:`);
+      err(e.message);
+      return EXIT.POLICY;
+    }
+    throw e;
+  }
 }

@@ -1,7 +1,7 @@
 /**
- * Small client-side helpers for integration tests against a real nats-server (shared; the same helpers
- * test/integration/service.test.ts defines locally): wait for a condition, and catch the first async
- * error a connection reports (a permissions violation arrives as `-ERR` while the connection stays up).
+ * Small client-side helpers for integration tests against a real nats-server (shared): wait for a condition,
+ * catch the first async error a connection reports (a permissions violation arrives as `-ERR` while the
+ * connection stays up), and ask the server who the connection's user is.
  */
 import type { NatsConnection, Status } from "@nats-io/transport-node";
 

@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createAccount, createCurve, createOperator, createUser, type KeyPair } from "@nats-io/nkeys";
 import { encodeAccount, encodeOperator, encodeUser, fmtCreds } from "@nats-io/jwt";
+import { UNLIMITED_ACCOUNT_LIMITS } from "../../src/cli/init.js";
 import { freePort, isListening } from "./ports.js";
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -372,17 +373,7 @@ export async function operatorModeSetup(o: OperatorModeOptions = {}): Promise<Op
   const calloutUser = createUser();
   const sentinelUser = createUser();
 
-  // Account JWTs without limits mean 0 connections/subscriptions: say "unlimited" explicitly.
-  const limits = {
-    subs: -1,
-    data: -1,
-    payload: -1,
-    imports: -1,
-    exports: -1,
-    wildcards: true,
-    conn: -1,
-    leaf: -1,
-  };
+  const limits = UNLIMITED_ACCOUNT_LIMITS;
   const opJwt = await encodeOperator("OP", okp, { system_account: sysKp.getPublicKey() });
   const sysJwt = await encodeAccount("SYS", sysKp, { limits }, { signer: okp });
   const authorization: { auth_users: string[]; allowed_accounts: string[]; xkey?: string } = {

@@ -14,7 +14,6 @@ import {
   usernamePasswordAuthenticator,
   type NatsConnection,
   type NodeConnectionOptions,
-  type Status,
 } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { startCallout, type CalloutService, type ResultEvent, type StatusChange } from "../../src/service.js";
@@ -31,6 +30,7 @@ import {
   type NatsServer,
   type ServerBinary,
 } from "../helpers/nats-server.js";
+import { nextAsyncError, until, userInfo } from "../helpers/clients.js";
 
 const enc = new TextEncoder();
 
@@ -152,34 +152,6 @@ async function prepare(sb: ServerBinary, setup: SetupName): Promise<Prepared> {
 function testLogger(): Logger | undefined {
   const level = process.env.TEST_LOG;
   return level ? createLogger({ level, destination: pino.destination(2) }) : undefined;
-}
-
-async function until(pred: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** The first async error the connection reports, as a promise. */
-function nextAsyncError(nc: NatsConnection): Promise<Error> {
-  return (async () => {
-    for await (const s of nc.status() as AsyncIterable<Status>) {
-      if (s.type === "error") return s.error;
-    }
-    throw new Error("connection closed without an async error");
-  })();
-}
-
-interface UserInfo {
-  data?: { user?: string; account?: string; expires?: string };
-  error?: unknown;
-}
-
-async function userInfo(nc: NatsConnection): Promise<UserInfo> {
-  const m = await nc.request("$SYS.REQ.USER.INFO", "", { timeout: 5000 });
-  return m.json<UserInfo>();
 }
 
 // ---- the matrix ----

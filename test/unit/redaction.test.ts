@@ -12,7 +12,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createServer, createUser } from "@nats-io/nkeys";
 import { createLogger } from "../../src/log.js";
-import { createDecisionLog } from "../../src/audit.js";
+import { createDecisionLog, maskInput } from "../../src/audit.js";
+import { SECRET_KEYS } from "../../src/secret-keys.js";
 import { resolveConfig } from "../../src/config.js";
 import { ConfigError, PolicyEvalError } from "../../src/errors.js";
 import { encodeJwt } from "../../src/callout/jwt.js";
@@ -96,6 +97,24 @@ test("log lines at every level and in both formats redact secret fields", () => 
     assertClean(`${format} log`, lines.join(""));
     assert.ok(lines.join("").includes("[REDACTED]"));
   }
+});
+
+test("every shared secret key is redacted by the logger and masked by the decision log, at any depth", () => {
+  const value = "v4lue-Secret-5150";
+  // The names spelled out here must stay covered even if the shared list shrinks; additions are covered too.
+  const names = "pass password auth_token token jwt sig seed nkey_seed creds secret signature authorization";
+  for (const k of new Set<string>([...names.split(" "), ...SECRET_KEYS])) {
+    const doc = { [k]: value, a: { [k]: value, b: { c: { [k]: value } } } };
+    const { lines, dest } = capture();
+    createLogger({ level: "info", destination: dest }).info(doc, "line");
+    assert.equal(lines.length, 1);
+    assert.ok(!lines.join("").includes(value), `log leaks ${k}: ${lines.join("")}`);
+    const { input, masked } = maskInput(doc);
+    assert.ok(!JSON.stringify(input).includes(value), `decision log leaks ${k}`);
+    assert.deepEqual([...masked].sort(), [`/${k}`, `/a/${k}`, `/a/b/c/${k}`].sort());
+  }
+  // The decision log also masks the server nonce.
+  assert.deepEqual(maskInput({ client_info: { nonce: "n0nce" } }).masked, ["/client_info/nonce"]);
 });
 
 test("decision-log events for allow, deny, abort and faults carry no secret", () => {
