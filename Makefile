@@ -12,6 +12,8 @@ export OPA_BIN ?= $(TOOLS_BIN)/opa
 POLICY_DIR ?= policies
 CAPABILITIES := $(POLICY_DIR)/capabilities.json
 ENTRYPOINT ?= nats/authz/decision
+# Decision-log mask rule (policies/authz/mask.rego), for services with policy.mask_entrypoint; empty to leave it out.
+MASK_ENTRYPOINT ?= nats/authz/mask
 NODE_TEST := node --import tsx --test --test-concurrency=1 --test-reporter=spec
 
 .PHONY: help tools deps build typecheck lint fmt test test-unit test-integration test-reliability \
@@ -59,7 +61,7 @@ policy-test: tools ## opa test with a 90% coverage gate
 
 policy-build: tools ## build/bundle.tar.gz (wasm) from policies/
 	@mkdir -p build
-	$(OPA_BIN) build -t wasm -e $(ENTRYPOINT) --capabilities $(CAPABILITIES) --ignore cases --ignore '*_test.rego' --ignore testdata --ignore capabilities.json \
+	$(OPA_BIN) build -t wasm -e $(ENTRYPOINT) $(if $(MASK_ENTRYPOINT),-e $(MASK_ENTRYPOINT)) --capabilities $(CAPABILITIES) --ignore cases --ignore '*_test.rego' --ignore testdata --ignore capabilities.json \
 	  -r "$$(find $(POLICY_DIR) -type f \( -name '*.rego' -o -name 'data.json' -o -name 'data.yaml' \) ! -name '*_test.rego' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)" \
 	  -o build/bundle.tar.gz $(POLICY_DIR)
 

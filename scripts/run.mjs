@@ -7,11 +7,12 @@
  * Env: NATS_PORT (default 4222), WS_PORT (8080), METRICS_PORT (9464) — a busy port is replaced by a free one.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, openSync } from "node:fs";
+import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
+import { parseDocument } from "yaml";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const RUN = join(ROOT, ".run");
@@ -91,6 +92,11 @@ const init = spawnSync(
   { encoding: "utf8" },
 );
 if (init.status !== 0) die(`init failed:\n${init.stdout}${init.stderr}`);
+// The demo also masks the decision log with the example policy's rule (policies/authz/mask.rego).
+const serviceYaml = join(RUN, "service.yaml");
+const svcDoc = parseDocument(readFileSync(serviceYaml, "utf8"));
+svcDoc.setIn(["policy", "mask_entrypoint"], "nats/authz/mask");
+writeFileSync(serviceYaml, String(svcDoc));
 
 // 2. nats-server, logging to .run/nats-server.log.
 const natsLog = join(RUN, "nats-server.log");
@@ -158,6 +164,7 @@ console.log(`
    metrics     http://${HOST}:${metricsPort}/metrics   ready: /readyz   status: /status
    policies    ${rel(join(ROOT, "policies"))}/  (edit and save: the next login uses the new revision)
    decisions   ${rel(decisions)}   server log ${rel(natsLog)}
+               (masked: built-in secrets + policies/authz/mask.rego via policy.mask_entrypoint)
 
  Demo users (example policy data, see docs/policy-contract.md):
    alice / alice-pw        APP: orders clerk (orders.create, orders.query.>, own KV keys)

@@ -3,8 +3,9 @@
  * line. The event carries the policy input as a **masked deep copy**: secrets (`connect_opts.pass`, `auth_token`,
  * `jwt`, `sig`, `client_info.nonce`, any copy of a secret value elsewhere such as `client_info.user` on 2.10, and
  * anything shaped like a JWT or an nkey seed) are replaced by "[REDACTED]" and their JSON pointers listed in
- * `masked`. A policy may add its own masks (see `MaskFunction`); if that fails, the event is written WITHOUT its
- * input rather than unmasked.
+ * `masked`. A policy may add its own masks (see `MaskFunction`; the CLI evaluates `policy.mask_entrypoint`); the
+ * built-in masks always apply first, and if the policy mask fails the event is written WITHOUT its input rather
+ * than unmasked.
  *
  * Events are valid input for `nats-opa-callout eval`, which replays `input` through the policy. Because secrets
  * are masked, decisions that depend on a password or token cannot be reproduced exactly from the log alone.
@@ -56,6 +57,11 @@ export interface DecisionRecord {
   entrypoint?: string;
   /** The policy input document, unmasked (masked here). */
   input?: unknown;
+  /**
+   * Evaluates another entrypoint of the policy snapshot that made this decision, with the decision's frozen time
+   * (set by the policy handler when a mask entrypoint is configured; never serialised). Throws on failure.
+   */
+  evaluate?: SnapshotEvaluator;
   /** The verified request, when no input document was built (e.g. no policy ran). */
   request?: AuthorizationRequest;
   issued?: IssuedSummary;
@@ -90,13 +96,25 @@ export interface DecisionEvent {
   timings: DecisionTimings;
 }
 
+/** Evaluate `entrypoint` with `input` on one fixed policy snapshot; returns its value (undefined = undefined). */
+export type SnapshotEvaluator = (entrypoint: string, input: unknown) => unknown;
+
+/** What a mask function sees besides the masked copy. */
+export interface MaskContext {
+  /** The input document as the policy saw it (UNMASKED: never log it). */
+  input: unknown;
+  /** The record being logged (its `evaluate`, when set, runs on the deciding policy snapshot). */
+  record: DecisionRecord;
+}
+
 /**
  * A mask the policy author controls, like OPA's `system.log.mask`: given the MASKED input (built-in masks already
- * applied), return JSON pointers to erase (e.g. "/client_info/name") or upsert ops
- * (`{op: "upsert", path: "/connect_opts/user", value: "x"}`). Paths may be prefixed with "/input".
+ * applied) and the context, return JSON pointers to erase (e.g. "/client_info/name") or upsert ops
+ * (`{op: "upsert", path: "/connect_opts/user", value: "x"}`). Paths may be prefixed with "/input". Erased values
+ * become "[REDACTED]". Throwing (or a malformed op) drops the event's input.
  */
 export type MaskOp = string | { op: "remove" | "upsert"; path: string; value?: unknown };
-export type MaskFunction = (maskedInput: unknown) => MaskOp[] | undefined;
+export type MaskFunction = (maskedInput: unknown, ctx: MaskContext) => MaskOp[] | undefined;
 
 const JWT_RE = /^eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
 /** nkey seeds: S + type letter + base32 (operator, account, user, curve, server, cluster, private). */
@@ -133,7 +151,10 @@ function secretValues(input: unknown): Set<string> {
  * Pure and total: never throws for JSON-like input (cycles are cut).
  */
 export function maskInput(input: unknown): { input: unknown; masked: string[] } {
-  const secrets = secretValues(input);
+  return maskCopy(input, secretValues(input));
+}
+
+function maskCopy(input: unknown, secrets: ReadonlySet<string>): { input: unknown; masked: string[] } {
   const masked: string[] = [];
   const ancestors = new Set<object>();
   const walk = (v: unknown, path: string, key: string | undefined): unknown => {
@@ -176,7 +197,10 @@ export function maskInput(input: unknown): { input: unknown; masked: string[] } 
   return { input: copy, masked };
 }
 
-/** Apply policy mask ops to an already-masked copy (mutates it). Throws on a malformed op. */
+/**
+ * Apply policy mask ops to an already-masked copy (mutates it). Throws on a malformed op. Only own properties are
+ * followed, and a "__proto__" segment is refused, so a mask can never reach an object's prototype.
+ */
 export function applyMaskOps(doc: unknown, ops: readonly MaskOp[], masked: string[]): void {
   for (const op of ops) {
     const o = typeof op === "string" ? { op: "remove" as const, path: op } : op;
@@ -188,6 +212,7 @@ export function applyMaskOps(doc: unknown, ops: readonly MaskOp[], masked: strin
     if (!path.startsWith("/") || path === "/")
       throw new TypeError(`mask path must be a JSON pointer below /input`);
     const parts = path.slice(1).split("/").map(pointerUnescape);
+    if (parts.includes("__proto__")) throw new TypeError("mask path must not contain __proto__");
     let cur: unknown = doc;
     for (let i = 0; i < parts.length - 1; i++) {
       const p = parts[i] as string;
@@ -195,7 +220,7 @@ export function applyMaskOps(doc: unknown, ops: readonly MaskOp[], masked: strin
         cur = undefined;
         break;
       }
-      let next = (cur as Record<string, unknown>)[p];
+      let next = Object.hasOwn(cur, p) ? (cur as Record<string, unknown>)[p] : undefined;
       if (next === undefined && o.op === "upsert") {
         next = {};
         (cur as Record<string, unknown>)[p] = next;
@@ -206,13 +231,46 @@ export function applyMaskOps(doc: unknown, ops: readonly MaskOp[], masked: strin
     if (cur === null || typeof cur !== "object") continue; // path absent: nothing to remove
     const obj = cur as Record<string, unknown>;
     if (o.op === "remove") {
-      if (!(last in obj)) continue;
+      if (!Object.hasOwn(obj, last)) continue;
       obj[last] = MASK;
     } else {
       obj[last] = o.value;
     }
     masked.push(path);
   }
+}
+
+/**
+ * The input exactly as the decision log writes it: a deep copy with the built-in masks, then the policy mask's ops
+ * (`mask`), then the built-in masks once more (so an upsert can never put a secret back). Returns the copy and the
+ * masked JSON pointers (each once), or `undefined` when the policy mask threw or returned a malformed result — the
+ * caller must then leave the input out. Never throws.
+ */
+export function maskLoggedInput(
+  raw: unknown,
+  mask: MaskFunction | undefined,
+  record: DecisionRecord,
+): { input: unknown; masked: string[] } | undefined {
+  const secrets = secretValues(raw);
+  let { input, masked } = maskCopy(raw, secrets);
+  if (mask) {
+    try {
+      const ops = mask(input, { input: raw, record });
+      if (ops !== undefined) {
+        if (!Array.isArray(ops)) throw new TypeError("mask result must be an array");
+        applyMaskOps(input, ops, masked);
+        if (ops.some((op) => typeof op !== "string")) {
+          const again = maskCopy(input, secrets);
+          input = again.input;
+          masked.push(...again.masked);
+        }
+      }
+    } catch {
+      return undefined;
+    }
+  }
+  if (masked.length > 1) masked = [...new Set(masked)];
+  return { input, masked };
 }
 
 /** Non-secret client facts for quick filtering (user omitted when it is a copy of a secret). */
@@ -280,21 +338,11 @@ export function buildDecisionEvent(rec: DecisionRecord, opts: BuildEventOptions 
     (rec.request ? { id: rec.request.server_id.id, name: rec.request.server_id.name } : undefined);
   if (server) ev.server = server;
   if (raw !== undefined) {
-    const { input, masked } = maskInput(raw);
-    let ok = true;
-    if (opts.mask) {
-      try {
-        const ops = opts.mask(input);
-        if (ops !== undefined) {
-          if (!Array.isArray(ops)) throw new TypeError("mask result must be an array");
-          applyMaskOps(input, ops, masked);
-        }
-      } catch {
-        ok = false;
-        ev.input_dropped = "mask_error";
-      }
-    }
-    if (ok) {
+    const logged = maskLoggedInput(raw, opts.mask, rec);
+    if (logged === undefined) {
+      ev.input_dropped = "mask_error";
+    } else {
+      const { input, masked } = logged;
       const size = Buffer.byteLength(JSON.stringify(input));
       if (size > (opts.maxInputBytes ?? 64 * 1024)) {
         ev.input_dropped = "too_large";

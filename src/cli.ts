@@ -95,6 +95,11 @@ const isMain = (() => {
 })();
 
 if (isMain) {
+  // `nats-opa-callout check | head`: a closed pipe ends the output, not the process with a stack trace.
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
+    throw e;
+  });
   main(process.argv.slice(2)).then(
     (code) => {
       // serve resolves only when stopped; other commands exit when their output is flushed.

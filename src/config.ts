@@ -64,7 +64,14 @@ export interface ServiceConfig {
   xkey?: SeedInput;
   expiry?: { default_seconds?: number; max_seconds?: number; response_seconds?: number };
   limits?: { max_concurrency?: number; max_queue?: number; max_request_bytes?: number };
-  policy?: { dir?: string; bundle?: string; entrypoint?: string; watch?: boolean; opa_binary?: string };
+  policy?: {
+    dir?: string;
+    bundle?: string;
+    entrypoint?: string;
+    mask_entrypoint?: string;
+    watch?: boolean;
+    opa_binary?: string;
+  };
   log?: { level?: LogLevel; format?: LogFormat };
   decision_log?: { destination?: string };
   metrics?: { listen?: string };
@@ -338,6 +345,15 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
     description: "Entrypoint of the decision document.",
   },
   {
+    path: "policy.mask_entrypoint",
+    type: "string",
+    kind: "string",
+    description:
+      'Optional decision-log mask rule, e.g. "nats/authz/mask": given the same input, it returns JSON pointers ' +
+      "(or upsert ops) to blank out of the logged input, on top of the built-in secret masking. The policy must " +
+      "define it (load error otherwise). Unset: no policy mask.",
+  },
+  {
     path: "policy.watch",
     type: "boolean",
     kind: "boolean",
@@ -450,6 +466,8 @@ export interface ResolvedPolicy {
   dir?: string;
   bundle?: string;
   entrypoint: string;
+  /** Decision-log mask entrypoint (policy.mask_entrypoint), when set. */
+  maskEntrypoint?: string;
   watch: boolean;
   opaBinary: string;
 }
@@ -1022,17 +1040,27 @@ export function resolveConfig(input: unknown, options: ResolveOptions = {}): Res
       watch: get<boolean>("policy.watch"),
       opaBinary: get<string>("policy.opa_binary"),
     };
+    const mask = values.get("policy.mask_entrypoint") as string | undefined;
+    if (mask !== undefined) policy.maskEntrypoint = mask;
     if (dir !== undefined) policy.dir = checkFile(dir, "policy.dir", baseDir, problems, true);
     if (bundle !== undefined) policy.bundle = checkFile(bundle, "policy.bundle", baseDir, problems);
   } else if (options.requirePolicy) {
     problems.push({ field: "policy.dir", message: "required: policy.dir or policy.bundle" });
   } else {
-    for (const f of ["policy.entrypoint", "policy.watch", "policy.opa_binary"]) {
+    for (const f of ["policy.entrypoint", "policy.mask_entrypoint", "policy.watch", "policy.opa_binary"]) {
       if (given(f)) problems.push({ field: f, message: "needs policy.dir or policy.bundle" });
     }
   }
   if (!ENTRYPOINT.test(get<string>("policy.entrypoint"))) {
     problems.push({ field: "policy.entrypoint", message: 'expected a path like "nats/authz/decision"' });
+  }
+  const maskEp = values.get("policy.mask_entrypoint") as string | undefined;
+  if (maskEp !== undefined) {
+    if (!ENTRYPOINT.test(maskEp)) {
+      problems.push({ field: "policy.mask_entrypoint", message: 'expected a path like "nats/authz/mask"' });
+    } else if (maskEp === get<string>("policy.entrypoint")) {
+      problems.push({ field: "policy.mask_entrypoint", message: "must differ from policy.entrypoint" });
+    }
   }
 
   // ---- log, decision log, metrics ----

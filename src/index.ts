@@ -97,6 +97,7 @@ export {
   DEFAULT_ENTRYPOINT,
   buildInput,
   INPUT_VERSION,
+  policyMask,
   type CreatePolicyEngineOptions,
   type PolicyEngineHandle,
   type PolicyHandlerOptions,
@@ -107,4 +108,11 @@ export {
 
 // Logging and decision log
 export { createLogger, silentLogger, type CreateLoggerOptions, type Logger } from "./log.js";
-export { createDecisionLog, type DecisionEvent, type DecisionLog, type DecisionLogOptions } from "./audit.js";
+export {
+  createDecisionLog,
+  type DecisionEvent,
+  type DecisionLog,
+  type DecisionLogOptions,
+  type MaskFunction,
+  type MaskOp,
+} from "./audit.js";

@@ -16,7 +16,14 @@ import { signerFromSeed, type Signer } from "../callout/keys.js";
 import type { CoreOptions } from "../callout/pipeline.js";
 import { coreOptionsFromConfig } from "../service.js";
 import { CORE_DEFAULTS } from "../callout/pipeline.js";
-import { isDecisionEvent, maskInput, type DecisionEvent } from "../audit.js";
+import {
+  isDecisionEvent,
+  maskInput,
+  maskLoggedInput,
+  type DecisionEvent,
+  type DecisionRecord,
+  type SnapshotEvaluator,
+} from "../audit.js";
 import type { AuthorizationRequest } from "../types.js";
 import { EXIT, UsageError, asUsage, err, out } from "./common.js";
 import { openPolicyOrExit, policySettings } from "./policy.js";
@@ -277,7 +284,23 @@ export async function evalCommand(argv: string[]): Promise<number> {
         report.outcome = { kind: "deny", reason: denyReason(e), code: e.code };
       else report.outcome = { kind: "deny", reason: "handler_error", code: "handler_error" };
     }
-    report.input = maskInput(meta.input ?? {}).input;
+    const raw = meta.input ?? {};
+    if (policy.mask) {
+      // The same masking as the decision log: built-in masks, then policy.mask_entrypoint on this snapshot.
+      const rec: DecisionRecord = { decisionId: "eval", receivedAt: now, outcome: report.outcome.kind };
+      if (typeof meta.evaluate === "function") rec.evaluate = meta.evaluate as SnapshotEvaluator;
+      const logged = maskLoggedInput(raw, policy.mask, rec);
+      if (logged) {
+        report.input = logged.input;
+      } else {
+        report.input = null;
+        notes.push(
+          "the policy mask (policy.mask_entrypoint) failed: the decision log would leave the input out",
+        );
+      }
+    } else {
+      report.input = maskInput(raw).input;
+    }
     if (meta.decision !== undefined) report.decision = maskInput(meta.decision).input;
     if (typeof meta.eval_us === "number") report.eval_us = meta.eval_us;
     if (grant !== undefined) {

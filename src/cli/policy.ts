@@ -1,6 +1,6 @@
 /**
  * The CLI's view of the policy engine: the same createPolicyEngine() path for serve, check and eval, plus
- * reload events for metrics.
+ * reload events for metrics, and the decision-log mask when `policy.mask_entrypoint` is set.
  */
 import type { ResolvedPolicy } from "../config.js";
 import type { Handler } from "../callout/pipeline.js";
@@ -10,6 +10,7 @@ import { PolicyLoadError } from "../errors.js";
 import { EXIT, err } from "./common.js";
 import {
   createPolicyEngine,
+  policyMask,
   type PolicyEngineHandle,
   type PolicyStatus,
   type ReloadEvent,
@@ -25,7 +26,7 @@ export interface PolicyHandle {
   handler: Handler;
   engine: PolicyEngineHandle;
   status(): PolicyStatus;
-  /** A policy-controlled decision-log mask, when the policy provides one (not yet: see docs/operations.md). */
+  /** The decision-log mask (policy.mask_entrypoint evaluated on the deciding snapshot), when configured. */
   mask: MaskFunction | undefined;
   close(): Promise<void>;
 }
@@ -53,13 +54,29 @@ export async function openPolicy(
   p: ResolvedPolicy,
   opts: { logger?: Logger; onReload?: (ev: PolicyReload) => void; watch?: boolean } = {},
 ): Promise<PolicyHandle> {
-  const engine = await createPolicyEngine({
-    ...(p.dir !== undefined ? { dir: p.dir } : { bundle: p.bundle as string }),
-    entrypoint: p.entrypoint,
-    opaBin: p.opaBinary,
-    watch: opts.watch ?? p.watch,
-    ...(opts.logger ? { logger: opts.logger } : {}),
-  });
+  const maskEp = p.maskEntrypoint;
+  let engine: PolicyEngineHandle;
+  try {
+    engine = await createPolicyEngine({
+      ...(p.dir !== undefined ? { dir: p.dir } : { bundle: p.bundle as string }),
+      entrypoint: p.entrypoint,
+      ...(maskEp !== undefined ? { extraEntrypoints: [maskEp] } : {}),
+      opaBin: p.opaBinary,
+      watch: opts.watch ?? p.watch,
+      ...(opts.logger ? { logger: opts.logger } : {}),
+    });
+  } catch (e) {
+    // opa says `entrypoint "nats/authz/mask" does not refer to a rule …`: name the setting that asked for it.
+    if (
+      maskEp !== undefined &&
+      e instanceof PolicyLoadError &&
+      e.message.includes(maskEp) &&
+      /does not refer to a rule|does not list entrypoint|is not in the policy module/.test(e.message)
+    ) {
+      e.message = `${e.message} (policy.mask_entrypoint: define the rule or unset the setting)`;
+    }
+    throw e;
+  }
   if (opts.onReload) {
     const f = opts.onReload;
     // The initial load happened inside createPolicyEngine; report it, then follow later reloads.
@@ -73,7 +90,7 @@ export async function openPolicy(
     handler: engine.handler,
     engine,
     status: () => engine.store.status(),
-    mask: undefined,
+    mask: maskEp !== undefined ? policyMask(engine.store, maskEp) : undefined,
     close: () => engine.close(),
   };
 }

@@ -1,7 +1,7 @@
 /**
  * Maps the service's per-request result (ResultEvent) to what the decision log and the metrics need.
  */
-import type { DecisionRecord, IssuedSummary } from "../audit.js";
+import type { DecisionRecord, IssuedSummary, SnapshotEvaluator } from "../audit.js";
 import type { DecisionSample } from "../metrics.js";
 import type { ResultEvent } from "../service.js";
 
@@ -62,6 +62,8 @@ export function decisionRecordFromResult(ev: ResultEvent, entrypoint: string): D
   if (revision !== undefined) rec.revision = revision;
   rec.entrypoint = str(meta.entrypoint) ?? entrypoint;
   if (meta.input !== undefined) rec.input = meta.input;
+  // Set by the policy handler only when a mask entrypoint is configured: the mask runs on the deciding snapshot.
+  if (typeof meta.evaluate === "function") rec.evaluate = meta.evaluate as SnapshotEvaluator;
   if (r.request) rec.request = r.request;
   if (r.issued) {
     const i = r.issued;

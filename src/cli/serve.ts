@@ -264,7 +264,12 @@ export async function serveCommand(argv: string[]): Promise<number> {
       logger, // createPolicyEngine logs every reload (info on success, error with file:line on failure)
       onReload: (ev) => metrics.observeReload(ev.ok, ev.revision, ev.at),
     });
+    // policy.mask_entrypoint: evaluated per event on the deciding snapshot, after the built-in secret masks; a
+    // failing mask drops the event's input (counted as decision_log_dropped{reason="mask_error"}).
     decisionLog.setMask(policy.mask);
+    if (policyCfg.maskEntrypoint !== undefined) {
+      logger.info({ mask_entrypoint: policyCfg.maskEntrypoint }, "decision log masked by the policy");
+    }
   } catch (e) {
     await closeAll();
     if (e instanceof PolicyLoadError) {

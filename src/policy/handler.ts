@@ -3,16 +3,18 @@
  * one evaluation with time frozen at `ctx.now`, and the decision mapped to a Grant (allow),
  * AuthError (deny) or AbortAuth (abort). Facts for the decision log go into `ctx.meta`:
  * `revision`, `entrypoint`, `eval_us`, `input`, `decision`, and `builtin_errors` when any builtin
- * failed. Evaluation faults throw PolicyEvalError / DecisionShapeError (→ deny with that code).
+ * failed; with `exposeEvaluate`, also `evaluate` (a SnapshotEvaluator bound to the request's snapshot and frozen
+ * time, for the decision-log mask). Evaluation faults throw PolicyEvalError / DecisionShapeError (→ deny with that code).
  */
-import { AbortAuth, AuthError } from "../errors.js";
+import type { SnapshotEvaluator } from "../audit.js";
+import { AbortAuth, AuthError, PolicyEvalError } from "../errors.js";
 import type { Handler } from "../callout/pipeline.js";
 import type { Logger } from "../log.js";
 import type { Grant } from "../types.js";
 import { toDecision } from "./decision.js";
 import type { EngineOptions } from "./engine.js";
 import { buildInput, type PolicyInput } from "./input.js";
-import { PolicyStore, type ReloadEvent } from "./store.js";
+import { PolicyStore, type ActivePolicy, type ReloadEvent } from "./store.js";
 import { PolicyWatcher } from "./watcher.js";
 
 export const DEFAULT_ENTRYPOINT = "nats/authz/decision";
@@ -20,22 +22,45 @@ export const DEFAULT_ENTRYPOINT = "nats/authz/decision";
 export interface PolicyHandlerOptions {
   /** Evaluate this entrypoint instead of the store's decision entrypoint. */
   entrypoint?: string;
+  /**
+   * Put `ctx.meta.evaluate`: a SnapshotEvaluator on the very snapshot (and frozen time) this request was decided
+   * with, so a later evaluation of another entrypoint (the decision-log mask) cannot see a newer revision.
+   * Off by default: the decision path then does no extra work.
+   */
+  exposeEvaluate?: boolean;
+}
+
+/**
+ * Bind `entrypoint`-agnostic evaluation to one snapshot and instant. Builtin failures count as errors here
+ * (a half-evaluated mask must not be trusted).
+ */
+function snapshotEvaluator(policy: ActivePolicy["policy"], nowNs: bigint): SnapshotEvaluator {
+  return (entrypoint, input) => {
+    const r = policy.evaluate(input, entrypoint, { nowNs });
+    if (r.builtinErrors.length > 0) {
+      throw new PolicyEvalError(
+        `${entrypoint}: builtin ${r.builtinErrors.map((b) => b.builtin).join(", ")} failed during evaluation`,
+      );
+    }
+    return r.result;
+  };
 }
 
 export function policyHandler(store: PolicyStore, opts: PolicyHandlerOptions = {}): Handler {
+  const expose = opts.exposeEvaluate === true;
   return (req, ctx): Grant => {
     const active = store.current();
     const entrypoint = opts.entrypoint ?? active.entrypoint;
     const input = buildInput(req);
+    const nowNs = BigInt(ctx.now.getTime()) * 1_000_000n;
     ctx.meta.revision = active.revision;
     ctx.meta.entrypoint = entrypoint;
     ctx.meta.input = input;
+    if (expose) ctx.meta.evaluate = snapshotEvaluator(active.policy, nowNs);
     const started = performance.now();
     let evaluated;
     try {
-      evaluated = active.policy.evaluate(input, entrypoint, {
-        nowNs: BigInt(ctx.now.getTime()) * 1_000_000n,
-      });
+      evaluated = active.policy.evaluate(input, entrypoint, { nowNs });
     } finally {
       ctx.meta.eval_us = Math.round((performance.now() - started) * 1000);
     }
@@ -61,6 +86,12 @@ export interface CreatePolicyEngineOptions {
   bundle?: string;
   /** Decision entrypoint (default "nats/authz/decision"). */
   entrypoint?: string;
+  /**
+   * Further entrypoints every revision must export (e.g. the decision-log mask): built with `opa build -e` like
+   * the decision, required in a bundle's manifest, checked and smoke-evaluated before activation. When set, the
+   * handler also exposes `ctx.meta.evaluate` (see PolicyHandlerOptions.exposeEvaluate).
+   */
+  extraEntrypoints?: readonly string[];
   /** Capabilities file for opa build (default: the packaged policies/capabilities.json). */
   capabilities?: string;
   /** opa binary (default "opa" on PATH). */
@@ -118,6 +149,7 @@ export async function createPolicyEngine(opts: CreatePolicyEngineOptions): Promi
   const source = opts.dir !== undefined ? { dir: opts.dir } : { bundle: opts.bundle as string };
   const watcher = new PolicyWatcher(store, source, {
     entrypoint: opts.entrypoint ?? DEFAULT_ENTRYPOINT,
+    ...(opts.extraEntrypoints?.length ? { extraEntrypoints: opts.extraEntrypoints } : {}),
     ...(opts.capabilities !== undefined ? { capabilities: opts.capabilities } : {}),
     ...(opts.opaBin !== undefined ? { opaBin: opts.opaBin } : {}),
     ...(opts.memory !== undefined ? { engine: { memory: opts.memory } } : {}),
@@ -128,7 +160,7 @@ export async function createPolicyEngine(opts: CreatePolicyEngineOptions): Promi
   await watcher.start();
   return {
     store,
-    handler: policyHandler(store),
+    handler: policyHandler(store, { exposeEvaluate: (opts.extraEntrypoints?.length ?? 0) > 0 }),
     watcher,
     close: () => watcher.close(),
   };

@@ -20,6 +20,7 @@ export type { PolicySnapshot, SnapshotFile, SnapshotOptions } from "./snapshot.j
 export { buildInput, INPUT_VERSION, SMOKE_INPUT, SMOKE_REQUEST } from "./input.js";
 export type { PolicyInput } from "./input.js";
 export { toDecision, redactReason, GRANT_FIELDS } from "./decision.js";
+export { policyMask, toMaskOps } from "./mask.js";
 export type { Decision } from "./decision.js";
 export { HOST_BUILTINS, JS_BUILTINS, createHostBuiltins } from "./builtins.js";
 export type { BuiltinFailure, HostBuiltinOptions } from "./builtins.js";

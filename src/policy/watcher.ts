@@ -38,10 +38,20 @@ export interface ReloadOutcome {
   error?: unknown;
 }
 
-/** Check a freshly loaded engine before activation; throws PolicyLoadError. */
-export function verifyPolicy(engine: PolicyEngine, entrypoint: string, inputs: readonly PolicyInput[]): void {
-  if (!engine.hasEntrypoint(entrypoint)) {
-    throw new PolicyLoadError(`entrypoint ${entrypoint} is not in the policy module`);
+/**
+ * Check a freshly loaded engine before activation; throws PolicyLoadError. Every extra entrypoint must be in the
+ * module and evaluate without error on the smoke inputs (its value is not interpreted here).
+ */
+export function verifyPolicy(
+  engine: PolicyEngine,
+  entrypoint: string,
+  inputs: readonly PolicyInput[],
+  extraEntrypoints: readonly string[] = [],
+): void {
+  for (const ep of [entrypoint, ...extraEntrypoints]) {
+    if (!engine.hasEntrypoint(ep)) {
+      throw new PolicyLoadError(`entrypoint ${ep} is not in the policy module`);
+    }
   }
   for (const [i, input] of inputs.entries()) {
     try {
@@ -51,6 +61,15 @@ export function verifyPolicy(engine: PolicyEngine, entrypoint: string, inputs: r
       throw new PolicyLoadError(`smoke evaluation ${i + 1} failed: ${(err as Error).message}`, {
         cause: err,
       });
+    }
+    for (const ep of extraEntrypoints) {
+      try {
+        engine.evaluate(input, ep);
+      } catch (err) {
+        throw new PolicyLoadError(`smoke evaluation ${i + 1} of ${ep} failed: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
     }
   }
 }
@@ -108,7 +127,12 @@ export class PolicyWatcher {
       const loaded = await this.loader.load(force);
       if (!loaded) return { result: "unchanged", revision: this.store.peek()?.revision };
       attempted = loaded.revision;
-      verifyPolicy(loaded.engine, this.opts.entrypoint, this.opts.smokeInputs ?? [SMOKE_INPUT]);
+      verifyPolicy(
+        loaded.engine,
+        this.opts.entrypoint,
+        this.opts.smokeInputs ?? [SMOKE_INPUT],
+        this.opts.extraEntrypoints,
+      );
       this.store.swap(
         { policy: loaded.engine, revision: loaded.revision, entrypoint: this.opts.entrypoint },
         { duration_ms: elapsed(), compiled: loaded.compiled },

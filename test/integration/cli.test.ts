@@ -233,6 +233,13 @@ describe(
       const again = await runCli(["init", "--dir", dir]);
       assert.equal(again.code, 2, "refuses to overwrite");
       assert.match(again.stderr, /exists; use --force/);
+      // Like `make run`: the decision log is also masked by the example policy's rule (policies/authz/mask.rego).
+      assert.match(yaml, /^policy:\n/m);
+      writeFileSync(
+        join(dir, "service.yaml"),
+        yaml.replace(/^policy:\n/m, "policy:\n  mask_entrypoint: nats/authz/mask\n"),
+        { mode: 0o600 },
+      );
     });
 
     test("serve: /readyz is 503 until the policy loads, then 200; /metrics follows", async () => {
@@ -311,6 +318,7 @@ describe(
         servers: url,
         user: "alice",
         pass: "alice-pw",
+        name: "alice-laptop.example.org",
         inboxPrefix: "_INBOX.alice",
         maxReconnectAttempts: 0,
       });
@@ -430,6 +438,15 @@ describe(
       );
       assert.ok(alice, "alice's allow is logged");
       assert.equal((alice.input as { connect_opts: { pass: string } }).connect_opts.pass, "[REDACTED]");
+      // policy.mask_entrypoint: the example rule blanks the client-chosen connection name as well.
+      const aliceInput = alice.input as { connect_opts: { name: string }; client_info: { name: string } };
+      assert.equal(aliceInput.connect_opts.name, "[REDACTED]");
+      assert.equal(aliceInput.client_info.name, "[REDACTED]");
+      for (const p of ["/connect_opts/pass", "/connect_opts/name", "/client_info/name"]) {
+        assert.ok((alice.masked as string[]).includes(p), `masked lacks ${p}`);
+      }
+      assert.ok(!text.includes("alice-laptop.example.org"), "the connection name is masked");
+      assert.ok(!events.some((e) => e.input_dropped === "mask_error"), "the mask never failed");
       writeFileSync(join(dir, "alice.json"), JSON.stringify(alice));
       const r2 = await runCli(
         ["eval", "--config", join(dir, "service.yaml"), join(dir, "alice.json"), "--json"],

@@ -187,6 +187,29 @@ test("the policy mask sees the already-masked input", () => {
   assert.ok(!seen.includes(PASS) && !seen.includes(TOKEN));
 });
 
+test("the mask context carries the unmasked input and the record; upserts are re-masked; paths listed once", () => {
+  const r = rec();
+  let ctxInput: unknown;
+  let ctxRecord: unknown;
+  const ev = buildDecisionEvent(r, {
+    mask: (_m, ctx) => {
+      ctxInput = ctx.input;
+      ctxRecord = ctx.record;
+      const pass = (ctx.input as ReturnType<typeof input>).connect_opts.pass;
+      return ["/connect_opts/pass", "/client_info/name", { op: "upsert", path: "/extra/copy", value: pass }];
+    },
+  });
+  assert.equal(ctxInput, r.input, "the raw input itself, not a copy");
+  assert.equal(ctxRecord, r);
+  const doc = ev.input as { extra: { copy: string }; client_info: { name: string } };
+  assert.equal(doc.extra.copy, MASK, "an upserted secret is masked again");
+  assert.equal(doc.client_info.name, MASK);
+  assert.ok(!JSON.stringify(ev).includes(PASS));
+  assert.equal(ev.masked?.filter((p) => p === "/connect_opts/pass").length, 1);
+  assert.ok(ev.masked?.includes("/extra/copy"));
+  assert.equal(new Set(ev.masked).size, ev.masked?.length);
+});
+
 test("if the policy mask fails, the event is written WITHOUT input (never unmasked)", () => {
   const drops: string[] = [];
   const lines: string[] = [];

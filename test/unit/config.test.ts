@@ -152,6 +152,26 @@ describe("resolveConfig: defaults", () => {
     });
   });
 
+  it("policy.mask_entrypoint: optional, a slash path, distinct from the decision entrypoint", () => {
+    const pdir = join(dir, "pol-mask");
+    mkdirSync(pdir, { recursive: true });
+    const c = resolveConfig({ ...minimal, policy: { dir: pdir, mask_entrypoint: "nats/authz/mask" } });
+    assert.equal(c.policy?.maskEntrypoint, "nats/authz/mask");
+    assert.equal(resolveConfig({ ...minimal, policy: { dir: pdir } }).policy?.maskEntrypoint, undefined);
+    assert.deepEqual(problems({ ...minimal, policy: { dir: pdir, mask_entrypoint: "nats.authz.mask" } }), [
+      { field: "policy.mask_entrypoint", message: 'expected a path like "nats/authz/mask"' },
+    ]);
+    assert.deepEqual(fields({ ...minimal, policy: { dir: pdir, mask_entrypoint: "nats/authz/decision" } }), [
+      "policy.mask_entrypoint",
+    ]);
+    assert.deepEqual(fields({ ...minimal, policy: { dir: pdir, mask_entrypoint: 3 as never } }), [
+      "policy.mask_entrypoint",
+    ]);
+    assert.deepEqual(fields({ ...minimal, policy: { mask_entrypoint: "nats/authz/mask" } }), [
+      "policy.mask_entrypoint",
+    ]);
+  });
+
   it("operator mode resolves accounts with their public key and signing key", () => {
     const c = resolveConfig(operatorMinimal());
     assert.equal(c.mode, "operator");

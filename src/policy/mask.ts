@@ -1,0 +1,82 @@
+/**
+ * The policy-controlled decision-log mask (`policy.mask_entrypoint`), like OPA's `system.log.mask`: a rule that,
+ * given the same input document as the decision, yields the JSON pointers the decision log must blank out —
+ * strings such as "/connect_opts/name" (or "/input/connect_opts/name") — or upsert ops
+ * `{"op": "upsert", "path": "/client_info/host", "value": "…"}` (`{"op": "remove", "path": …}` is also accepted).
+ * A set or an array; undefined means "nothing more to mask".
+ *
+ * It runs on the policy snapshot that made the decision (the handler's `ctx.meta.evaluate`, carried in the
+ * decision record as `evaluate`), so a reload between the decision and the log line cannot mix revisions. Records
+ * without one (requests no policy decided: drops) use the active snapshot, unless the record names another
+ * revision. Anything unexpected throws, which makes the decision log leave the input out (`mask_error`).
+ */
+import type { MaskFunction, MaskOp } from "../audit.js";
+import { PolicyEvalError } from "../errors.js";
+import type { PolicyStore } from "./store.js";
+
+const OP_KEYS: ReadonlySet<string> = new Set(["op", "path", "value"]);
+
+/** Validate a mask entrypoint's value into MaskOps; throws PolicyEvalError (never quoting values). */
+export function toMaskOps(entrypoint: string, result: unknown): MaskOp[] | undefined {
+  if (result === undefined) return undefined;
+  if (!Array.isArray(result)) {
+    throw new PolicyEvalError(`${entrypoint} must be a set or array of JSON pointers, got ${kindOf(result)}`);
+  }
+  const ops: MaskOp[] = [];
+  for (const [i, v] of result.entries()) {
+    if (typeof v === "string") {
+      if (!v.startsWith("/")) throw new PolicyEvalError(`${entrypoint}[${i}]: not a JSON pointer`);
+      ops.push(v);
+      continue;
+    }
+    if (typeof v !== "object" || v === null || Array.isArray(v)) {
+      throw new PolicyEvalError(`${entrypoint}[${i}]: expected a string or an object, got ${kindOf(v)}`);
+    }
+    const o = v as Record<string, unknown>;
+    const extra = Object.keys(o).filter((k) => !OP_KEYS.has(k));
+    if (extra.length > 0) throw new PolicyEvalError(`${entrypoint}[${i}]: unknown field ${extra.join(", ")}`);
+    if (o.op !== "remove" && o.op !== "upsert") {
+      throw new PolicyEvalError(`${entrypoint}[${i}]: op must be "remove" or "upsert"`);
+    }
+    if (typeof o.path !== "string" || !o.path.startsWith("/")) {
+      throw new PolicyEvalError(`${entrypoint}[${i}]: path must be a JSON pointer`);
+    }
+    if (o.op === "upsert") {
+      if (!Object.hasOwn(o, "value")) throw new PolicyEvalError(`${entrypoint}[${i}]: upsert needs a value`);
+      ops.push({ op: "upsert", path: o.path, value: o.value });
+    } else {
+      ops.push({ op: "remove", path: o.path });
+    }
+  }
+  return ops;
+}
+
+function kindOf(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  return typeof v;
+}
+
+/**
+ * The decision log's MaskFunction for `entrypoint`: evaluates it with the UNMASKED input on the deciding snapshot
+ * and returns the validated ops (applied by src/audit.ts after the built-in masks).
+ */
+export function policyMask(store: PolicyStore, entrypoint: string): MaskFunction {
+  return (_masked, { input, record }) => {
+    let result: unknown;
+    if (record.evaluate) {
+      result = record.evaluate(entrypoint, input);
+    } else {
+      const active = store.current();
+      if (record.revision !== undefined && record.revision !== active.revision) {
+        throw new PolicyEvalError(`decided by revision ${record.revision}, which is no longer active`);
+      }
+      const r = active.policy.evaluate(input, entrypoint, {
+        nowNs: BigInt(record.receivedAt.getTime()) * 1_000_000n,
+      });
+      if (r.builtinErrors.length > 0) throw new PolicyEvalError(`${entrypoint}: a builtin failed`);
+      result = r.result;
+    }
+    return toMaskOps(entrypoint, result);
+  };
+}
