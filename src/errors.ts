@@ -14,6 +14,7 @@ export type ErrorCode =
   | "decision_shape_error"
   | "account_not_allowed"
   | "subject_injection"
+  | "secret_in_grant"
   | "source_not_allowed"
   | "connection_type_not_allowed"
   | "response_encode_error"
@@ -84,6 +85,7 @@ export class DecisionShapeError extends CalloutError {
       | "decision_shape_error"
       | "account_not_allowed"
       | "subject_injection"
+      | "secret_in_grant"
       | "source_not_allowed"
       | "connection_type_not_allowed" = "decision_shape_error",
   ) {

@@ -9,6 +9,8 @@
  *                                 appears inside a granted subject
  * - `source_not_allowed`          `src` given and `client_info.host` is in none of the CIDRs
  * - `connection_type_not_allowed` `allowed_connection_types` given and the connection's type is not listed
+ * - `secret_in_grant`             the name, a tag or a subject carries a credential from `connect_opts`
+ *                                 (it would be written into the user JWT, the server's connz and our logs)
  *
  * Error messages never repeat the offending value (it may be derived from client secrets).
  */
@@ -223,7 +225,30 @@ function unsafeIdentities(req: AuthorizationRequest): string[] {
   return out;
 }
 
-function validatePermission(v: unknown, field: string, unsafe: readonly string[]): SubjectPermission {
+/** Shortest credential looked for inside a longer string; shorter ones are only matched whole. */
+const MIN_EMBEDDED_SECRET = 6;
+
+/** The request's credentials (password, token, JWT, signature), non-empty ones only. */
+function requestSecrets(req: AuthorizationRequest): string[] {
+  const o = req.connect_opts;
+  return [o.pass, o.auth_token, o.jwt, o.sig].filter((s): s is string => typeof s === "string" && s !== "");
+}
+
+/** Throws secret_in_grant when `value` is, or (for credentials of 6+ characters) contains, a credential. */
+function refuseSecret(value: string, field: string, secrets: readonly string[]): void {
+  for (const sec of secrets) {
+    if (value === sec || (sec.length >= MIN_EMBEDDED_SECRET && value.includes(sec))) {
+      fail(field, "carries a credential from connect_opts", "secret_in_grant");
+    }
+  }
+}
+
+function validatePermission(
+  v: unknown,
+  field: string,
+  unsafe: readonly string[],
+  secrets: readonly string[],
+): SubjectPermission {
   const o = expectObject(v, field, ["allow", "deny"]);
   const out: SubjectPermission = {};
   for (const side of ["allow", "deny"] as const) {
@@ -239,6 +264,8 @@ function validatePermission(v: unknown, field: string, unsafe: readonly string[]
         );
       }
       if (!isValidSubject(s)) fail(path, "is not a valid subject");
+      refuseSecret(s, path, secrets);
+      for (const token of s.split(".")) refuseSecret(token, path, secrets);
     });
     out[side] = list;
   }
@@ -284,11 +311,15 @@ export function validateGrant(
     fail("account", "is not an allowed target account", "account_not_allowed");
   const out: Grant = { account };
 
-  if (g.name !== undefined) out.name = expectString(g.name, "name");
+  const secrets = requestSecrets(req);
+  if (g.name !== undefined) {
+    out.name = expectString(g.name, "name");
+    refuseSecret(out.name, "name", secrets);
+  }
 
   const unsafe = unsafeIdentities(req);
-  if (g.pub !== undefined) out.pub = validatePermission(g.pub, "pub", unsafe);
-  if (g.sub !== undefined) out.sub = validatePermission(g.sub, "sub", unsafe);
+  if (g.pub !== undefined) out.pub = validatePermission(g.pub, "pub", unsafe, secrets);
+  if (g.sub !== undefined) out.sub = validatePermission(g.sub, "sub", unsafe, secrets);
   if (g.resp !== undefined) out.resp = validateResp(g.resp);
 
   if (g.expires_in !== undefined) {
@@ -315,7 +346,11 @@ export function validateGrant(
       fail("bearer_token", `must be a boolean, got ${typeName(g.bearer_token)}`);
     out.bearer_token = g.bearer_token;
   }
-  if (g.tags !== undefined) out.tags = expectStringArray(g.tags, "tags");
+  if (g.tags !== undefined) {
+    const tags = expectStringArray(g.tags, "tags");
+    tags.forEach((t, i) => refuseSecret(t, `tags[${i}]`, secrets));
+    out.tags = tags;
+  }
 
   // Service-side enforcement last, so shape errors win over policy-visible denials.
   if (g.src !== undefined) {

@@ -329,3 +329,43 @@ describe("subject injection", () => {
     }
   });
 });
+
+describe("validateGrant: credentials never reach the user JWT", () => {
+  const token = "tok-3f9a1c77e2";
+  const tokenReq = request({ connect_opts: { user: undefined, pass: undefined, auth_token: token } });
+
+  test("a name, tag or subject equal to the token is refused", () => {
+    rejects({ account: "APP", name: token }, "name", "secret_in_grant", tokenReq);
+    rejects({ account: "APP", tags: ["ok", token] }, "tags[1]", "secret_in_grant", tokenReq);
+    rejects(
+      { account: "APP", pub: { allow: [`_INBOX.${token}.>`] } },
+      "pub.allow[0]",
+      "secret_in_grant",
+      tokenReq,
+    );
+    rejects({ account: "APP", sub: { deny: [`x.${token}`] } }, "sub.deny[0]", "secret_in_grant", tokenReq);
+  });
+
+  test("a long credential embedded in a longer string is refused", () => {
+    rejects({ account: "APP", name: `user-${token}-x` }, "name", "secret_in_grant", tokenReq);
+    const req = request({ connect_opts: { pass: "correct-horse" } });
+    rejects({ account: "APP", name: "alice:correct-horse" }, "name", "secret_in_grant", req);
+  });
+
+  test("a short password only counts when it is the whole value or a whole subject token", () => {
+    // pass "pw": "pw" must not make every string containing "pw" a leak …
+    assert.equal(
+      validate({ account: "APP", name: "pwned-alice", pub: { allow: ["app.pwx"] } }).name,
+      "pwned-alice",
+    );
+    // … but granting the password itself is refused.
+    rejects({ account: "APP", name: "pw" }, "name", "secret_in_grant");
+    rejects({ account: "APP", pub: { allow: ["app.pw.>"] } }, "pub.allow[0]", "secret_in_grant");
+  });
+
+  test("the request's JWT and signature count as credentials too", () => {
+    const req = request({ connect_opts: { jwt: "eyJhbGciOi.payload.sig", sig: "c2lnbmF0dXJlLXZhbHVl" } });
+    rejects({ account: "APP", name: "eyJhbGciOi.payload.sig" }, "name", "secret_in_grant", req);
+    rejects({ account: "APP", tags: ["c2lnbmF0dXJlLXZhbHVl"] }, "tags[0]", "secret_in_grant", req);
+  });
+});
