@@ -86,7 +86,7 @@ test-reliability: deps tools build ## reliability suite (RELIABILITY_SCALE=full 
 
 test: deps tools ## everything CI runs: lint, typecheck, policy pipeline, unit, integration, reduced reliability
 	@mkdir -p build
-	$(MAKE) --no-print-directory lint typecheck policy test-unit test-integration
+	$(MAKE) --no-print-directory lint typecheck policy test-unit test-integration test-reliability
 
 ## ---- run / bench ----
 run: deps tools build ## local nats-server + the service + example policies

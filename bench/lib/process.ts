@@ -1,0 +1,179 @@
+/**
+ * Child processes for benchmarks and reliability tests: start, wait for a ready line, capture all
+ * output (for the secrets scan), stop by pid. Nothing here kills anything it did not start.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface Child {
+  readonly name: string;
+  readonly pid: number;
+  readonly proc: ChildProcess;
+  /** Everything the process wrote to stdout and stderr so far. */
+  output(): string;
+  /** Resolves with the exit code (or signal name) when the process ends. */
+  readonly exited: Promise<number | string>;
+  readonly alive: () => boolean;
+  /** SIGTERM, then SIGKILL after `graceMs`. Resolves once the process is gone. */
+  stop(graceMs?: number): Promise<void>;
+  /** SIGKILL now; resolves once the process is gone. */
+  kill(): Promise<void>;
+  /** Wait until `re` matches the output (from `fromOffset`), or throw after `timeoutMs`. */
+  waitFor(re: RegExp, timeoutMs: number, fromOffset?: number): Promise<void>;
+}
+
+export interface StartOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Resolve start() only once this matches stdout/stderr. */
+  ready?: RegExp;
+  readyTimeoutMs?: number;
+  /** Keep at most this many characters of output (oldest dropped); default 64 MiB. */
+  maxOutput?: number;
+}
+
+const live = new Set<Child>();
+
+/** Start a process; with `ready`, wait for its ready line (throws with the output on timeout/exit). */
+export async function startProcess(
+  name: string,
+  cmd: string,
+  args: string[],
+  opts: StartOptions = {},
+): Promise<Child> {
+  const proc = spawn(cmd, args, {
+    env: opts.env ?? process.env,
+    cwd: opts.cwd,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  if (proc.pid === undefined) {
+    await new Promise((r) => proc.once("error", r));
+    throw new Error(`${name}: could not start ${cmd}`);
+  }
+  const pid = proc.pid;
+  const max = opts.maxOutput ?? 64 * 2 ** 20;
+  let buf = "";
+  let dropped = 0;
+  const waiters = new Set<() => void>();
+  const onData = (d: Buffer) => {
+    buf += d.toString("utf8");
+    if (buf.length > max) {
+      dropped += buf.length - max;
+      buf = buf.slice(buf.length - max);
+    }
+    for (const w of waiters) w();
+  };
+  proc.stdout?.on("data", onData);
+  proc.stderr?.on("data", onData);
+  let isAlive = true;
+  const exited = new Promise<number | string>((resolve) => {
+    proc.once("exit", (code, signal) => {
+      isAlive = false;
+      live.delete(child);
+      for (const w of waiters) w();
+      resolve(code ?? signal ?? "unknown");
+    });
+  });
+
+  const child: Child = {
+    name,
+    pid,
+    proc,
+    output: () => buf,
+    exited,
+    alive: () => isAlive,
+    async stop(graceMs = 5000) {
+      if (!isAlive) return;
+      proc.kill("SIGTERM");
+      const t = setTimeout(() => {
+        if (isAlive) proc.kill("SIGKILL");
+      }, graceMs);
+      await exited;
+      clearTimeout(t);
+    },
+    async kill() {
+      if (!isAlive) return;
+      proc.kill("SIGKILL");
+      await exited;
+    },
+    waitFor(re: RegExp, timeoutMs: number, fromOffset = 0) {
+      return new Promise<void>((resolve, reject) => {
+        const check = () => {
+          const start = Math.max(0, fromOffset - dropped);
+          if (re.test(buf.slice(start))) {
+            done();
+            resolve();
+          } else if (!isAlive) {
+            done();
+            reject(new Error(`${name} exited before ${re}: ${tail(buf)}`));
+          }
+        };
+        const timer = setTimeout(() => {
+          done();
+          reject(new Error(`${name}: no ${re} within ${timeoutMs} ms: ${tail(buf)}`));
+        }, timeoutMs);
+        const done = () => {
+          clearTimeout(timer);
+          waiters.delete(check);
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+  };
+  live.add(child);
+  if (opts.ready) {
+    try {
+      await child.waitFor(opts.ready, opts.readyTimeoutMs ?? 30_000);
+    } catch (err) {
+      await child.kill();
+      throw err;
+    }
+  }
+  return child;
+}
+
+function tail(s: string): string {
+  return s.slice(-2000);
+}
+
+/** Stop every process started through this module that is still running (test teardown). */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...live].map((c) => c.stop(2000)));
+}
+
+/** A free TCP port on 127.0.0.1 (the OS picks it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once("error", reject);
+    srv.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => {
+      const addr = srv.address();
+      if (addr === null || typeof addr === "string") {
+        srv.close();
+        reject(new Error("no port"));
+        return;
+      }
+      const port = addr.port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+const tempDirs = new Set<string>();
+process.once("exit", () => {
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** A temp directory removed when this process exits. */
+export function tempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.add(d);
+  return d;
+}

@@ -1,0 +1,218 @@
+/**
+ * End-to-end connect storm: the same storm (N connections at concurrency C, each connect →
+ * authorized → close) against one local nats-server per target, in the same run:
+ *
+ *   no-callout   plain config users, no callout at all (the ceiling)
+ *   ours         this service (the real CLI) with a trivial allow policy
+ *   ours-xkey    the same with xkey-sealed requests
+ *   ours-example this service with the example policy over 10k users (real password checks)
+ *   ours-dlog    trivial policy with the decision log written to a file and info-level logging
+ *   go-callout   bench/peers/go-callout (stands in for synadia-io/callout.go)
+ *   py-callout   the PyPI nats-callout library (bench/peers/py-callout)
+ *
+ * Every target's service process is measured the same way: utime+stime from /proc/<pid>/stat
+ * before and after the storm. Rounds interleave the targets so drift hits them alike.
+ */
+import { join } from "node:path";
+import { buildGo } from "./lib/go-build.js";
+import { newKeys, secret } from "./lib/keys.js";
+import { calloutConf, plainConf, startNatsServer, type NatsServer } from "./lib/nats-server.js";
+import { ensurePyVenv, startGoCallout, startOurs, startPyCallout } from "./lib/peers.js";
+import { examplePolicyDir, trivialPolicyDir } from "./lib/policies.js";
+import { procCpuSeconds } from "./lib/proc.js";
+import { tempDir, type Child } from "./lib/process.js";
+import { stormGo, type StormResult } from "./lib/storm.js";
+
+export type TargetName =
+  "no-callout" | "ours" | "ours-xkey" | "ours-example" | "ours-dlog" | "go-callout" | "py-callout";
+
+export interface StormRun extends StormResult {
+  target: TargetName;
+  round: number;
+  /** CPU seconds of the callout service process during the storm (null for no-callout). */
+  service_cpu_s: number | null;
+  /** CPU seconds of nats-server during the storm. */
+  server_cpu_s: number;
+}
+
+export interface TargetStatus {
+  target: TargetName;
+  ok: boolean;
+  /** Why the target could not run (install/start failure), verbatim enough to act on. */
+  why?: string;
+  detail?: string;
+}
+
+export interface StormBenchResult {
+  sizes: number[];
+  concurrency: number;
+  rounds: number;
+  driver: string;
+  targets: TargetStatus[];
+  runs: StormRun[];
+}
+
+interface Target {
+  name: TargetName;
+  server: NatsServer;
+  service?: Child;
+  user: string;
+  pass: string;
+  /** > 0: user `${user}${i % users}`, "{i}" in pass replaced likewise. */
+  users?: number;
+}
+
+export async function stormBench(opts: {
+  sizes: number[];
+  concurrency: number;
+  rounds: number;
+  warmup: number;
+  targets?: TargetName[];
+  log: (msg: string) => void;
+}): Promise<StormBenchResult> {
+  const { log } = opts;
+  const wanted = opts.targets ?? [
+    "no-callout",
+    "ours",
+    "ours-xkey",
+    "ours-example",
+    "ours-dlog",
+    "go-callout",
+    "py-callout",
+  ];
+  const stormBin = await buildGo("bench/storm-go", "storm");
+  const keys = newKeys();
+  const work = tempDir("noc-storm-");
+  const policyDir = trivialPolicyDir(join(work, "policy-trivial"));
+
+  const statuses: TargetStatus[] = [];
+  const targets: Target[] = [];
+  const common = {
+    calloutUser: "callout",
+    calloutPass: keys.calloutPass,
+    issuerSeed: keys.issuerSeed,
+    account: "APP",
+  };
+  const clientPass = secret("client");
+
+  for (const name of wanted) {
+    let server: NatsServer | undefined;
+    try {
+      if (name === "no-callout") {
+        server = await startNatsServer((p) => plainConf(p, [{ user: "bench", pass: clientPass }]));
+        targets.push({ name, server, user: "bench", pass: clientPass });
+        statuses.push({ target: name, ok: true });
+        continue;
+      }
+      server = await startNatsServer((p) =>
+        calloutConf(p, {
+          issuer: keys.issuerPub,
+          calloutUser: "callout",
+          calloutPass: keys.calloutPass,
+          ...(name === "ours-xkey" ? { xkey: keys.xkeyPub } : {}),
+        }),
+      );
+      let service: Child;
+      let detail: string | undefined;
+      let creds: Pick<Target, "user" | "pass" | "users"> = { user: "bench", pass: clientPass };
+      if (name === "ours" || name === "ours-xkey" || name === "ours-example" || name === "ours-dlog") {
+        if (name === "ours-example") {
+          creds = { user: "bench-u", pass: "bench-pw-{i}", users: 10_000 };
+          detail = "policies/ with 10,000 generated password users";
+        }
+        if (name === "ours-dlog")
+          detail = "decision log to a file (one JSON event per request) + info log level";
+        service = await startOurs({
+          ...common,
+          url: server.url,
+          policyDir:
+            name === "ours-example" ? examplePolicyDir(join(work, "policy-example"), 10_000).dir : policyDir,
+          workDir: join(work, name),
+          logLevel: name === "ours-dlog" ? "info" : "warn",
+          decisionLog: name === "ours-dlog" ? join(work, "decisions.jsonl") : "off",
+          ...(name === "ours-xkey" ? { xkeySeed: keys.xkeySeed } : {}),
+        });
+      } else if (name === "go-callout") {
+        const bin = await buildGo("bench/peers/go-callout", "go-callout");
+        service = await startGoCallout(bin, { ...common, url: server.url });
+        detail = "nats.go v1.55.0, jwt/v2 v2.8.3, nkeys v0.4.17";
+      } else {
+        const venv = await ensurePyVenv();
+        if (!venv.ok) throw new Error(`venv/pip: ${venv.why}`);
+        service = await startPyCallout(venv.python, { ...common, url: server.url });
+        detail = venv.versions;
+      }
+      targets.push({ name, server, service, ...creds });
+      statuses.push({ target: name, ok: true, ...(detail ? { detail } : {}) });
+    } catch (err) {
+      const why = (err instanceof Error ? err.message : String(err)).slice(0, 600);
+      log(`  ${name}: not run: ${why}`);
+      statuses.push({ target: name, ok: false, why });
+      await server?.stop();
+    }
+  }
+
+  const measure = async (t: Target, n: number, round: number): Promise<StormRun> => {
+    const svc0 = t.service ? procCpuSeconds(t.service.pid) : 0;
+    const srv0 = procCpuSeconds(t.server.child().pid);
+    const r = await stormGo(stormBin, {
+      url: t.server.url,
+      n,
+      concurrency: opts.concurrency,
+      user: t.user,
+      pass: t.pass,
+      users: t.users ?? 0,
+    });
+    const svc1 = t.service ? procCpuSeconds(t.service.pid) : 0;
+    const srv1 = procCpuSeconds(t.server.child().pid);
+    return {
+      ...r,
+      target: t.name,
+      round,
+      service_cpu_s: t.service ? svc1 - svc0 : null,
+      server_cpu_s: srv1 - srv0,
+    };
+  };
+
+  const runs: StormRun[] = [];
+  try {
+    for (const t of targets) {
+      const w = await stormGo(stormBin, {
+        url: t.server.url,
+        n: opts.warmup,
+        concurrency: opts.concurrency,
+        user: t.user,
+        pass: t.pass,
+        users: t.users ?? 0,
+      });
+      log(`  warm-up ${t.name}: ${w.ok}/${w.n} ok`);
+    }
+    for (const n of opts.sizes) {
+      for (let round = 1; round <= opts.rounds; round++) {
+        for (const t of targets) {
+          const r = await measure(t, n, round);
+          runs.push(r);
+          log(
+            `  N=${n} round ${round} ${t.name}: ${r.rate.toFixed(0)}/s ok=${r.ok} failed=${r.failed} ` +
+              `p50=${r.p50_ms.toFixed(1)}ms p99=${r.p99_ms.toFixed(1)}ms svc_cpu=${r.service_cpu_s?.toFixed(2) ?? "-"}s`,
+          );
+          if (t.service && !t.service.alive())
+            throw new Error(`${t.name} died: ${t.service.output().slice(-1000)}`);
+        }
+      }
+    }
+  } finally {
+    for (const t of targets) {
+      await t.service?.stop();
+      await t.server.stop();
+    }
+  }
+  return {
+    sizes: opts.sizes,
+    concurrency: opts.concurrency,
+    rounds: opts.rounds,
+    driver: "bench/storm-go (nats.go v1.55.0)",
+    targets: statuses,
+    runs,
+  };
+}
