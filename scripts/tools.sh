@@ -18,14 +18,13 @@ mkdir -p "$cache" "$bin"
 
 log() { printf 'tools: %s\n' "$*" >&2; }
 
-need_go() {
-  if ! command -v go >/dev/null 2>&1; then
-    cat >&2 <<MSG
-tools: cannot provide $1 $2: it is not on PATH at that version, and Go is not installed to build it.
-tools: install Go >= 1.22 (https://go.dev/dl, or 'apt-get install golang'), or put $1 $2 on PATH, then re-run 'make tools'.
-MSG
-    exit 3
-  fi
+GO_MIN="1.26"  # the go directive of opa v1.22 and nats-server v2.15's go.mod
+
+# go_ok: Go is installed and at least $GO_MIN (the builds run with GOTOOLCHAIN=local: no toolchain download)
+go_ok() {
+  command -v go >/dev/null 2>&1 || return 1
+  local v; v="$(go env GOVERSION 2>/dev/null | sed 's/^go//')"
+  [ "$(printf '%s\n%s\n' "$GO_MIN" "$v" | sort -V | head -1)" = "$GO_MIN" ]
 }
 
 # path_version NAME CMD... -> prints the version the binary on PATH reports, or nothing
@@ -50,7 +49,6 @@ build_go() {
     log "using $name $version from PATH ($(command -v "$name"))"
     ln -sfn "$(command -v "$name")" "$bin/$link"; return 0
   fi
-  need_go "$name" "$version"
   log "building $name $version from the Go module proxy (first time only; a few minutes)"
   local work; work="$(mktemp -d)"
   trap 'rm -rf "$work"' RETURN
@@ -66,6 +64,22 @@ build_go() {
   ln -sfn "$out" "$bin/$link"
   log "built $out"
 }
+
+# have NAME VERSION: a cached build or a matching binary on PATH exists
+have() { [ -x "$cache/$1-$2/$1" ] || [ "$(on_path_version "$1")" = "$2" ]; }
+
+missing=()
+have nats-server "$NATS_SERVER_VERSION" || missing+=("nats-server $NATS_SERVER_VERSION")
+have nats-server "$NATS_SERVER_210_VERSION" || missing+=("nats-server $NATS_SERVER_210_VERSION")
+have opa "$OPA_VERSION" || missing+=("opa $OPA_VERSION")
+if [ ${#missing[@]} -gt 0 ] && ! go_ok; then
+  found="not installed"; command -v go >/dev/null 2>&1 && found="found $(go env GOVERSION 2>/dev/null)"
+  {
+    printf 'tools: need to build %s, which takes Go >= %s (%s).\n' "$(IFS=,; echo "${missing[*]}" | sed 's/,/, /g')" "$GO_MIN" "$found"
+    printf 'tools: install Go >= %s from https://go.dev/dl (Debian bookworm'"'"'s golang is too old), or put those exact versions on PATH, then re-run '"'"'make tools'"'"'.\n' "$GO_MIN"
+  } >&2
+  exit 3
+fi
 
 build_go nats-server "$NATS_SERVER_VERSION" github.com/nats-io/nats-server/v2 github.com/nats-io/nats-server/v2 nats-server &
 p1=$!
