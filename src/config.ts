@@ -361,6 +361,16 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
     description: "Reload the policy when policy.dir or policy.bundle changes.",
   },
   {
+    path: "policy.poll_seconds",
+    type: "integer",
+    kind: "integer",
+    default: 10,
+    min: 0,
+    max: 3600,
+    description:
+      "With policy.watch, also re-hash the policy every N seconds and reload a change the file events missed (ConfigMap symlink swaps, network file systems, a recreated directory). 0 turns the poll off.",
+  },
+  {
     path: "policy.opa_binary",
     type: "path",
     kind: "string",
@@ -469,6 +479,8 @@ export interface ResolvedPolicy {
   /** Decision-log mask entrypoint (policy.mask_entrypoint), when set. */
   maskEntrypoint?: string;
   watch: boolean;
+  /** Seconds between content-hash polls while watching (0 = file events only). */
+  pollSeconds: number;
   opaBinary: string;
 }
 
@@ -1038,6 +1050,7 @@ export function resolveConfig(input: unknown, options: ResolveOptions = {}): Res
     policy = {
       entrypoint: get<string>("policy.entrypoint"),
       watch: get<boolean>("policy.watch"),
+      pollSeconds: get<number>("policy.poll_seconds"),
       opaBinary: get<string>("policy.opa_binary"),
     };
     const mask = values.get("policy.mask_entrypoint") as string | undefined;
@@ -1047,7 +1060,13 @@ export function resolveConfig(input: unknown, options: ResolveOptions = {}): Res
   } else if (options.requirePolicy) {
     problems.push({ field: "policy.dir", message: "required: policy.dir or policy.bundle" });
   } else {
-    for (const f of ["policy.entrypoint", "policy.mask_entrypoint", "policy.watch", "policy.opa_binary"]) {
+    for (const f of [
+      "policy.entrypoint",
+      "policy.mask_entrypoint",
+      "policy.watch",
+      "policy.poll_seconds",
+      "policy.opa_binary",
+    ]) {
       if (given(f)) problems.push({ field: f, message: "needs policy.dir or policy.bundle" });
     }
   }

@@ -39,6 +39,7 @@ export function policySettings(
   const out: ResolvedPolicy = {
     entrypoint: p.entrypoint ?? "nats/authz/decision",
     watch,
+    pollSeconds: 0,
     opaBinary: p.opaBinary ?? process.env.OPA_BIN ?? "opa",
   };
   if (p.dir !== undefined) out.dir = p.dir;
@@ -63,6 +64,7 @@ export async function openPolicy(
       ...(maskEp !== undefined ? { extraEntrypoints: [maskEp] } : {}),
       opaBin: p.opaBinary,
       watch: opts.watch ?? p.watch,
+      pollMs: p.pollSeconds * 1000,
       ...(opts.logger ? { logger: opts.logger } : {}),
     });
   } catch (e) {

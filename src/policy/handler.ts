@@ -103,6 +103,8 @@ export interface CreatePolicyEngineOptions {
   memory?: EngineOptions["memory"];
   smokeInputs?: readonly PolicyInput[];
   debounceMs?: number;
+  /** Content-hash poll interval while watching (default 10 000 ms; 0 = file events only). */
+  pollMs?: number;
 }
 
 export interface PolicyEngineHandle {
@@ -155,6 +157,7 @@ export async function createPolicyEngine(opts: CreatePolicyEngineOptions): Promi
     ...(opts.memory !== undefined ? { engine: { memory: opts.memory } } : {}),
     ...(opts.smokeInputs !== undefined ? { smokeInputs: opts.smokeInputs } : {}),
     ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}),
+    ...(opts.pollMs !== undefined ? { pollMs: opts.pollMs } : {}),
     watch: opts.watch ?? true,
   });
   await watcher.start();

@@ -10,7 +10,7 @@
  * sha256sum | cut -c1-16` (for trees without hidden entries).
  */
 import { createHash } from "node:crypto";
-import { readFile, readdir } from "node:fs/promises";
+import { readFile, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { PolicyLoadError } from "../errors.js";
@@ -50,11 +50,20 @@ async function walk(root: string, rel: string, opts: SnapshotOptions, out: Snaps
   for (const e of entries) {
     if (e.name.startsWith(".")) continue;
     const childRel = rel === "" ? e.name : `${rel}/${e.name}`;
-    if (e.isDirectory()) {
+    let isDir = e.isDirectory();
+    let isFile = e.isFile();
+    if (e.isSymbolicLink()) {
+      // A Kubernetes ConfigMap/Secret volume is all symlinks (data.json -> ..data/data.json): follow a
+      // link to a file; links to directories are not followed (no cycles, no escaping the policy root).
+      const target = await stat(path.join(root, childRel)).catch(() => undefined);
+      isFile = target?.isFile() ?? false;
+      isDir = false;
+    }
+    if (isDir) {
       await walk(root, childRel, opts, out);
       continue;
     }
-    if (!e.isFile()) continue;
+    if (!isFile) continue;
     const kind = isPolicyFile(e.name, opts);
     if (!kind) continue;
     try {

@@ -7,7 +7,14 @@
  *
  * Start-up is strict: `start()` throws the PolicyLoadError (with file and line when opa named them)
  * when there is no valid policy.
+ *
+ * File events are not the only trigger: every `pollMs` the source is re-hashed, and a content change
+ * the events missed (a ConfigMap's `..data` symlink swap, network file systems without inotify, a policy
+ * directory that was removed and created again — chokidar drops its watch on a deleted root) is
+ * reloaded as if an event had arrived; a deleted and recreated root is also watched afresh. A tree
+ * whose load already failed is not retried by the poll until its content changes again.
  */
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { PolicyLoadError } from "../errors.js";
@@ -30,6 +37,8 @@ export interface PolicyWatcherOptions extends Omit<LoaderOptions, "entrypoints">
   debounceMs?: number;
   /** chokidar awaitWriteFinish stability threshold (default 100 ms). */
   writeFinishMs?: number;
+  /** Re-hash the source this often and reload on a change the file events missed (default 10 s; 0 = off). */
+  pollMs?: number;
 }
 
 export interface ReloadOutcome {
@@ -81,6 +90,11 @@ export class PolicyWatcher {
   private running: Promise<void> | undefined;
   private pending = false;
   private closed = false;
+  private pollTimer: NodeJS.Timeout | undefined;
+  /** The watched root was deleted: chokidar no longer reports anything below it. */
+  private rootGone = false;
+  /** Revision (content hash) of the last tree the poll tried and failed to load. */
+  private lastFailedByPoll: string | undefined;
 
   constructor(
     private readonly store: PolicyStore,
@@ -100,7 +114,14 @@ export class PolicyWatcher {
         ? err
         : new PolicyLoadError(`cannot load policy: ${(err as Error).message}`, { cause: err });
     }
-    if (this.opts.watch ?? true) await this.startWatching();
+    if (this.opts.watch ?? true) {
+      await this.startWatching();
+      const pollMs = this.opts.pollMs ?? 10_000;
+      if (pollMs > 0) {
+        this.pollTimer = setInterval(() => void this.poll(), pollMs);
+        this.pollTimer.unref();
+      }
+    }
   }
 
   /**
@@ -167,10 +188,38 @@ export class PolicyWatcher {
           .some((seg) => seg.startsWith("."));
       },
     });
-    w.on("all", () => this.schedule());
+    w.on("all", (event, p) => {
+      if (event === "unlinkDir" && path.resolve(p) === root) this.rootGone = true;
+      this.schedule();
+    });
     w.on("error", () => this.schedule());
     await new Promise<void>((resolve) => w.once("ready", () => resolve()));
     this.fsWatcher = w;
+  }
+
+  /** The periodic fallback: see the module comment. Never throws. */
+  private async poll(): Promise<void> {
+    if (this.closed || this.running || this.timer) return;
+    const target = this.source.dir ?? (this.source.bundle as string);
+    if (!existsSync(target)) {
+      this.rootGone = this.source.dir !== undefined;
+      return; // the event-triggered reload already recorded the failure; nothing to load
+    }
+    try {
+      if (this.rootGone) {
+        this.rootGone = false;
+        await this.fsWatcher?.close();
+        this.fsWatcher = undefined;
+        if (this.closed) return;
+        await this.startWatching();
+      }
+      const { revision } = await this.loader.currentRevision();
+      if (revision === this.loader.activeRevision || revision === this.lastFailedByPoll) return;
+      const outcome = await this.reload(false);
+      this.lastFailedByPoll = outcome.result === "error" ? revision : undefined;
+    } catch {
+      // unreadable mid-change: the next tick (or a file event) tries again
+    }
   }
 
   private schedule(): void {
@@ -195,6 +244,8 @@ export class PolicyWatcher {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.pollTimer = undefined;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     await this.fsWatcher?.close();

@@ -148,6 +148,7 @@ describe("resolveConfig: defaults", () => {
       dir: pdir,
       entrypoint: "nats/authz/decision",
       watch: true,
+      pollSeconds: 10,
       opaBinary: "opa",
     });
   });

@@ -215,6 +215,7 @@ describe("loading a policy with a mask entrypoint", { skip: skipWithoutOpa }, ()
           entrypoint: "nats/authz/decision",
           maskEntrypoint: MASK_EP,
           watch: false,
+          pollSeconds: 0,
           opaBinary: OPA_BIN ?? "opa",
         },
         { watch: false },

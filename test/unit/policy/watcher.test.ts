@@ -5,7 +5,17 @@
  * data-only changes and bundle-file replacement. Waits are bounded but nothing asserts speed.
  */
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, afterEach, describe, test, type TestContext } from "node:test";
@@ -41,11 +51,11 @@ const opts = {
   writeFinishMs: 80,
 };
 
-async function started(source: { dir: string } | { bundle: string }) {
+async function started(source: { dir: string } | { bundle: string }, extra: { pollMs?: number } = {}) {
   const store = new PolicyStore();
   const events: ReloadEvent[] = [];
   store.on("reload", (e) => events.push(e));
-  const watcher = new PolicyWatcher(store, source, opts);
+  const watcher = new PolicyWatcher(store, source, { ...opts, ...extra });
   watchers.push(watcher);
   await watcher.start();
   return { store, watcher, events };
@@ -293,5 +303,37 @@ describe("policy hot reload", { skip: skipWithoutOpa }, () => {
     writeFileSync(file, "not a bundle");
     assert.equal((await broken).result, "error");
     assert.equal(decide(store, "alice", "alice-pw").reason, "from_bundle");
+  });
+  test("a Kubernetes ConfigMap volume (symlinks, ..data swapped atomically) loads and reloads", async () => {
+    // The layout kubelet writes: real files in a hidden timestamped dir, `..data` -> that dir, and one
+    // visible symlink per key. An update swaps `..data` by rename; the visible links never change, so
+    // whether a file event arrives depends on chokidar following the links; the content-hash poll is the
+    // backstop (proved on its own in test/integration/reload.test.ts, case 5b).
+    const dir = mkdtempSync(path.join(tmpdir(), "policy-configmap-"));
+    tmpRoots.push(dir);
+    const version = (name: string, edit?: (data: { blocked: string[] }) => void): void => {
+      mkdirSync(path.join(dir, name));
+      cpSync(path.join(FIXTURES, "basic", "authz.rego"), path.join(dir, name, "authz.rego"));
+      const data = JSON.parse(read(path.join(FIXTURES, "basic", "data.json"))) as { blocked: string[] };
+      edit?.(data);
+      writeFileSync(path.join(dir, name, "data.json"), JSON.stringify(data));
+    };
+    version("..2026_11_29_v1");
+    symlinkSync("..2026_11_29_v1", path.join(dir, "..data"));
+    for (const f of ["authz.rego", "data.json"]) symlinkSync(`..data/${f}`, path.join(dir, f));
+
+    const { store } = await started({ dir }, { pollMs: 300 });
+    const r1 = store.current().revision;
+    assert.equal(decide(store, "alice", "alice-pw").allow, true, "the symlinked files were loaded");
+
+    version("..2026_11_29_v2", (d) => d.blocked.push("bob"));
+    const reload = nextReload(store);
+    symlinkSync("..2026_11_29_v2", path.join(dir, "..data_tmp"));
+    renameSync(path.join(dir, "..data_tmp"), path.join(dir, "..data"));
+    rmSync(path.join(dir, "..2026_11_29_v1"), { recursive: true });
+    const e = await reload;
+    assert.equal(e.result, "ok");
+    assert.notEqual(store.current().revision, r1);
+    assert.deepEqual(decide(store, "bob", "x"), { allow: false, abort: true, reason: "blocked" });
   });
 });
