@@ -62,7 +62,7 @@ policy-test: tools ## opa test with a 90% coverage gate
 policy-build: tools ## build/bundle.tar.gz (wasm) from policies/
 	@mkdir -p build
 	$(OPA_BIN) build -t wasm -e $(ENTRYPOINT) $(if $(MASK_ENTRYPOINT),-e $(MASK_ENTRYPOINT)) --capabilities $(CAPABILITIES) --ignore cases --ignore '*_test.rego' --ignore testdata --ignore capabilities.json \
-	  -r "$$(find $(POLICY_DIR) -type f \( -name '*.rego' -o -name 'data.json' -o -name 'data.yaml' \) ! -name '*_test.rego' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)" \
+	  -r "$$(cd $(POLICY_DIR) && find . -type f \( -name '*.rego' -o -name data.json -o -name data.yaml -o -name data.yml \) ! -name '*_test.rego' ! -path '*/.*' -printf '%P\0' | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)" \
 	  -o build/bundle.tar.gz $(POLICY_DIR)
 
 policy: policy-fmt policy-check policy-test policy-build ## the whole policy pipeline
