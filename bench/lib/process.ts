@@ -4,9 +4,11 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+
+// One free-port implementation for tests and benchmarks (test/helpers/ports.ts has no dependencies).
+export { freePort } from "../../test/helpers/ports.js";
 
 export interface Child {
   readonly name: string;
@@ -143,25 +145,6 @@ function tail(s: string): string {
 /** Stop every process started through this module that is still running (test teardown). */
 export async function stopAll(): Promise<void> {
   await Promise.all([...live].map((c) => c.stop(2000)));
-}
-
-/** A free TCP port on 127.0.0.1 (the OS picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once("error", reject);
-    srv.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => {
-      const addr = srv.address();
-      if (addr === null || typeof addr === "string") {
-        srv.close();
-        reject(new Error("no port"));
-        return;
-      }
-      const port = addr.port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

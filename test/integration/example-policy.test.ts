@@ -13,19 +13,15 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
-import { createPolicyEngine, type PolicyEngineHandle } from "../../src/policy/index.js";
-import { startCallout, type CalloutService, type ResultEvent } from "../../src/service.js";
+import type { CalloutService, ResultEvent } from "../../src/service.js";
 import { nextAsyncError, until } from "../helpers/clients.js";
 import {
-  configModeSetup,
-  serverMatrix,
-  startNatsServer,
-  type NatsServer,
-  type ServerBinary,
-} from "../helpers/nats-server.js";
-import { OPA_BIN, REPO_ROOT, skipWithoutOpa } from "../helpers/opa.js";
-
-const POLICIES = join(REPO_ROOT, "policies");
+  EXAMPLE_POLICIES as POLICIES,
+  startExampleStack,
+  type ExampleStack,
+} from "../helpers/example-stack.js";
+import { serverMatrix, type NatsServer, type ServerBinary } from "../helpers/nats-server.js";
+import { skipWithoutOpa } from "../helpers/opa.js";
 
 /** The IdP bearer token of golden case jwt_frank_allow (test-only key, valid until 2100). */
 function frankToken(): string {
@@ -108,8 +104,8 @@ for (const sb of serverMatrix()) {
 }
 
 function exampleSuite(sb: ServerBinary): void {
+  let stack: ExampleStack;
   let server: NatsServer;
-  let engine: PolicyEngineHandle;
   let svc: CalloutService;
   const results: ResultEvent[] = [];
   const clients: NatsConnection[] = [];
@@ -180,20 +176,8 @@ function exampleSuite(sb: ServerBinary): void {
   };
 
   before(async () => {
-    const cm = configModeSetup();
-    server = await startNatsServer({ bin: sb.bin, config: cm.config, monitor: true });
-    engine = await createPolicyEngine({ dir: POLICIES, opaBin: OPA_BIN ?? "opa", watch: false });
-    svc = await startCallout({
-      config: {
-        mode: "config",
-        nats: { servers: server.url, user: cm.callout.user, password: cm.callout.password },
-        issuer: { seed: cm.issuer.seed },
-        accounts: ["APP", "OPS"],
-        log: { level: "warn" },
-      },
-      handler: engine.handler,
-      onResult: (e) => results.push(e),
-    });
+    stack = await startExampleStack({ bin: sb.bin, monitor: true, onResult: (e) => results.push(e) });
+    ({ server, svc } = stack);
     ordersSvc = await token("orders-svc", "orders-svc-token");
     ordersSvc.subscribe("orders.create", {
       callback: (_e, m) => {
@@ -210,9 +194,7 @@ function exampleSuite(sb: ServerBinary): void {
 
   after(async () => {
     for (const nc of clients) await nc.close().catch(() => {});
-    await svc?.stop();
-    await engine?.close();
-    await server?.stop();
+    await stack?.stop();
   });
 
   it("orders-svc (token) lands in APP with the orders-service role", async () => {

@@ -20,18 +20,16 @@ import { cpSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import {
-  createPolicyEngine,
-  type PolicyEngineHandle,
-  type PolicyStatus,
-  type ReloadEvent,
-} from "../../src/policy/index.js";
-import { startCallout, type CalloutService, type ResultEvent } from "../../src/service.js";
+import type { PolicyEngineHandle, PolicyStatus, ReloadEvent } from "../../src/policy/index.js";
+import type { ResultEvent } from "../../src/service.js";
 import { until } from "../helpers/clients.js";
-import { configModeSetup, serverMatrix, startNatsServer, type NatsServer } from "../helpers/nats-server.js";
-import { OPA_BIN, REPO_ROOT, skipWithoutOpa } from "../helpers/opa.js";
-
-const POLICIES = join(REPO_ROOT, "policies");
+import {
+  EXAMPLE_POLICIES as POLICIES,
+  startExampleStack,
+  type ExampleStack,
+} from "../helpers/example-stack.js";
+import { serverMatrix, type NatsServer } from "../helpers/nats-server.js";
+import { skipWithoutOpa } from "../helpers/opa.js";
 /** Upper bound for a reload (debounce 200 ms + write-finish 100 ms + opa build) to show up in the store. */
 const RELOAD_WAIT_MS = 10_000;
 
@@ -60,9 +58,9 @@ describe(
   () => {
     let base: string;
     let dir: string;
+    let stack: ExampleStack;
     let server: NatsServer;
     let engine: PolicyEngineHandle;
-    let svc: CalloutService;
     let ordersSvc: NatsConnection;
     const results: ResultEvent[] = [];
     const reloads: ReloadEvent[] = [];
@@ -164,22 +162,16 @@ describe(
       base = mkdtempSync(join(tmpdir(), "reload-it-"));
       dir = join(base, "policies");
       cpSync(POLICIES, dir, { recursive: true });
-      const cm = configModeSetup();
-      server = await startNatsServer({ bin: latest.bin, config: cm.config });
-      // pollMs: the content-hash poll that recovers what file events miss (case 5b), short for the test.
-      engine = await createPolicyEngine({ dir, opaBin: OPA_BIN ?? "opa", watch: true, pollMs: 500 });
-      engine.store.on("reload", (e) => reloads.push(e));
-      svc = await startCallout({
-        config: {
-          mode: "config",
-          nats: { servers: server.url, user: cm.callout.user, password: cm.callout.password },
-          issuer: { seed: cm.issuer.seed },
-          accounts: ["APP", "OPS"],
-          log: { level: "warn" },
-        },
-        handler: engine.handler,
+      stack = await startExampleStack({
+        bin: latest.bin,
+        dir,
+        watch: true,
+        // pollMs: the content-hash poll that recovers what file events miss (case 5b), short for the test.
+        pollMs: 500,
+        onReload: (e) => reloads.push(e),
         onResult: (e) => results.push(e),
       });
+      ({ server, engine } = stack);
       ordersSvc = await connect({
         servers: server.url,
         name: "orders-svc",
@@ -203,9 +195,7 @@ describe(
 
     after(async () => {
       for (const nc of clients) await nc.close().catch(() => {});
-      await svc?.stop();
-      await engine?.close();
-      await server?.stop();
+      await stack?.stop();
       if (base) rmSync(base, { recursive: true, force: true });
     });
 
