@@ -16,8 +16,8 @@ import { SECRET_KEYS } from "./secret-keys.js";
 export const DECISION_EVENT_TYPE = "nats_opa_callout.decision";
 export const MASK = "[REDACTED]";
 
-/** Permissions actually issued to an allowed user (from the signed user claims). */
-export interface IssuedSummary {
+/** The decision event's `issued` field: a projection of the core's IssuedSummary (user = user_nkey, resp.ttl in ms). */
+export interface IssuedEvent {
   account?: string;
   /** Operator mode: the target account's public key. */
   account_public_key?: string;
@@ -64,7 +64,7 @@ export interface DecisionRecord {
   evaluate?: SnapshotEvaluator;
   /** The verified request, when no input document was built (e.g. no policy ran). */
   request?: AuthorizationRequest;
-  issued?: IssuedSummary;
+  issued?: IssuedEvent;
   timings?: DecisionTimings;
   /** Set when the service dropped the request without deciding it (queue_full, stopping, …). */
   dropped?: string;
@@ -92,7 +92,7 @@ export interface DecisionEvent {
   masked?: string[];
   /** Set when the input was left out: "mask_error" (a policy mask failed), "too_large", "unavailable". */
   input_dropped?: string;
-  issued?: IssuedSummary;
+  issued?: IssuedEvent;
   timings: DecisionTimings;
 }
 

@@ -1,7 +1,7 @@
 /**
  * Maps the service's per-request result (ResultEvent) to what the decision log and the metrics need.
  */
-import type { DecisionRecord, IssuedSummary, SnapshotEvaluator } from "../audit.js";
+import type { DecisionRecord, IssuedEvent, SnapshotEvaluator } from "../audit.js";
 import type { DecisionSample } from "../metrics.js";
 import type { ResultEvent } from "../service.js";
 
@@ -67,7 +67,7 @@ export function decisionRecordFromResult(ev: ResultEvent, entrypoint: string): D
   if (r.request) rec.request = r.request;
   if (r.issued) {
     const i = r.issued;
-    const issued: IssuedSummary = {
+    const issued: IssuedEvent = {
       account: i.account,
       user: i.user_nkey,
       name: i.name,

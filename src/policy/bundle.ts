@@ -204,15 +204,15 @@ export class PolicyLoader {
     return { revision: snapshot.revision, snapshot };
   }
 
-  /**
-   * Load a new engine instance, or return undefined when the content is unchanged since the last
-   * successful load (unless `force`). The caller verifies and activates it, then calls `commit`.
-   */
   /** The revision of the source as it was last activated (undefined before the first success). */
   get activeRevision(): string | undefined {
     return this.lastRevision;
   }
 
+  /**
+   * Load a new engine instance, or return undefined when the content is unchanged since the last
+   * successful load (unless `force`). The caller verifies and activates it, then calls `commit`.
+   */
   async load(force = false): Promise<(LoadedPolicy & { commit: () => void }) | undefined> {
     const current = await this.currentRevision();
     if (!force && current.revision === this.lastRevision) return undefined;
