@@ -2,27 +2,26 @@
  * Key material for the callout hot path.
  *
  * NATS nkeys are parsed once with `@nats-io/nkeys` (prefix and CRC16 checks). Ed25519 signing and
- * verification then run on `node:crypto` KeyObjects (~0.06 ms per sign) instead of tweetnacl (~20 ms).
- * xkey (curve25519-xsalsa20-poly1305) stays on tweetnacl because OpenSSL lacks XSalsa20, but the box
- * shared key is computed once per peer xkey so each seal/open is a cheap symmetric operation.
+ * verification then run on libsodium (sodium-native) or node:crypto, see ./crypto-backend.ts — never on
+ * tweetnacl (~20 ms per operation). For xkey (curve25519-xsalsa20-poly1305) the box shared key is computed
+ * once per peer xkey, so each seal/open is one cheap symmetric operation.
  *
  * Nothing here ever puts seed material into an error message.
  */
-import {
-  createPrivateKey,
-  createPublicKey,
-  randomBytes,
-  sign as cryptoSign,
-  verify as cryptoVerify,
-  type KeyObject,
-} from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { Prefix } from "@nats-io/nkeys";
 import { Codec } from "@nats-io/nkeys/lib/codec.js";
-import naclModule from "@nats-io/nkeys/lib/nacl.js";
 import { KeyError } from "../errors.js";
-
-// `@nats-io/nkeys/lib/nacl.js` is CommonJS with `exports.default = tweetnacl`.
-const nacl = naclModule.default;
+import {
+  BOX_OVERHEAD,
+  boxAfter,
+  boxBefore,
+  boxOpenAfter,
+  curvePublic,
+  ed25519PrivateKey,
+  ed25519PublicKey,
+  type Ed25519PublicKey,
+} from "./crypto-backend.js";
 
 /** The nkey roles this service deals with. */
 export type KeyKind = "account" | "operator" | "user" | "server";
@@ -36,17 +35,13 @@ const PREFIX: Record<KeyKind, Prefix> = {
 
 const LETTER: Record<KeyKind, string> = { account: "A", operator: "O", user: "U", server: "N" };
 
-/** DER prefixes that wrap a raw 32-byte Ed25519 seed / public key as PKCS#8 / SPKI. */
-const PKCS8_ED25519_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
-const SPKI_ED25519_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
-
 /** Length of an encoded public nkey (`A…`, `N…`, `U…`, `X…`). */
 const PUBLIC_KEY_LENGTH = 56;
 
 const te = new TextEncoder();
 const td = new TextDecoder();
 
-/** Signs with an Ed25519 nkey. `sign` runs on node:crypto. */
+/** Signs with an Ed25519 nkey (libsodium or node:crypto, see ./crypto-backend.ts). */
 export interface Signer {
   /** The public nkey (`A…`, `O…`, `U…` or `N…`) that verifies this signer's signatures. */
   readonly publicKey: string;
@@ -55,27 +50,16 @@ export interface Signer {
 }
 
 /**
- * Parses an nkey seed (`SA…`, `SO…`, `SU…`, `SN…`) once and returns a fast node:crypto signer.
+ * Parses an nkey seed (`SA…`, `SO…`, `SU…`, `SN…`) once and returns a fast signer.
  * Throws KeyError when the seed is malformed, fails its checksum or has another role than `expect`.
  * The seed is never echoed in the error.
  */
 export function signerFromSeed(seed: string, expect: KeyKind): Signer {
   const raw = decodeSeed(seed, expect);
   try {
-    const privateKey = createPrivateKey({
-      key: Buffer.concat([PKCS8_ED25519_PREFIX, raw]),
-      format: "der",
-      type: "pkcs8",
-    });
-    const spki = createPublicKey(privateKey).export({ format: "der", type: "spki" });
-    const publicRaw = new Uint8Array(spki.subarray(spki.length - 32));
-    const publicKey = td.decode(Codec.encode(PREFIX[expect], publicRaw));
-    return {
-      publicKey,
-      sign(data: Uint8Array): Uint8Array {
-        return cryptoSign(null, data, privateKey);
-      },
-    };
+    const key = ed25519PrivateKey(raw);
+    const publicKey = td.decode(Codec.encode(PREFIX[expect], key.publicRaw));
+    return { publicKey, sign: (data: Uint8Array): Uint8Array => key.sign(data) };
   } catch {
     throw new KeyError(`cannot load the ${expect} seed as an Ed25519 key`);
   } finally {
@@ -161,11 +145,11 @@ class BoundedCache<V> {
 }
 
 /**
- * Verifies Ed25519 signatures by public nkey, caching one node:crypto KeyObject per key
+ * Verifies Ed25519 signatures by public nkey, caching one prepared key per public key
  * (a server's N key changes at each server start, so the cache is bounded).
  */
 export class Verifier {
-  readonly #cache: BoundedCache<KeyObject>;
+  readonly #cache: BoundedCache<Ed25519PublicKey>;
 
   /** @param maxKeys how many public keys to keep (oldest evicted first). */
   constructor(maxKeys = 256) {
@@ -179,15 +163,13 @@ export class Verifier {
   verify(publicKey: string, kind: KeyKind, data: Uint8Array, signature: Uint8Array): boolean {
     let key = this.#cache.get(publicKey);
     if (key === undefined) {
-      const raw = decodePublicKey(publicKey, kind);
-      key = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: "der", type: "spki" });
+      key = ed25519PublicKey(decodePublicKey(publicKey, kind));
       this.#cache.set(publicKey, key);
     } else {
       // Cached keys were validated on insertion; still enforce the role the caller expects.
       if (publicKey[0] !== LETTER[kind]) throw new KeyError(`not a ${kind} public key (${LETTER[kind]}…)`);
     }
-    if (signature.byteLength !== 64) return false;
-    return cryptoVerify(null, data, key, signature);
+    return key.verify(data, signature);
   }
 
   /** Number of cached keys (for tests and status). */
@@ -199,7 +181,6 @@ export class Verifier {
 /** xkey wire format: "xkv1" ‖ 24-byte nonce ‖ NaCl box. */
 const XKV1 = te.encode("xkv1");
 const NONCE_LENGTH = 24;
-const BOX_OVERHEAD = 16;
 
 /** A curve (xkey) key pair that seals/opens NATS xkey messages. */
 export interface XKey {
@@ -217,14 +198,14 @@ export interface XKey {
  */
 export function xkeyFromSeed(seed: string, opts: { cacheSize?: number } = {}): XKey {
   const secret = decodeSeed(seed, "curve");
-  const publicKey = td.decode(Codec.encode(Prefix.Curve, nacl.scalarMult.base(secret)));
+  const publicKey = td.decode(Codec.encode(Prefix.Curve, curvePublic(secret)));
   const shared = new BoundedCache<Uint8Array>(opts.cacheSize ?? 256);
 
   const sharedKeyFor = (peer: string): Uint8Array => {
     let k = shared.get(peer);
     if (k === undefined) {
       const peerRaw = decodePublicKey(peer, "curve");
-      k = nacl.box.before(peerRaw, secret);
+      k = boxBefore(peerRaw, secret);
       shared.set(peer, k);
     }
     return k;
@@ -242,14 +223,14 @@ export function xkeyFromSeed(seed: string, opts: { cacheSize?: number } = {}): X
       }
       const nonce = sealed.subarray(XKV1.length, XKV1.length + NONCE_LENGTH);
       const box = sealed.subarray(XKV1.length + NONCE_LENGTH);
-      const opened = nacl.box.open.after(box, nonce, k);
+      const opened = boxOpenAfter(box, nonce, k);
       if (opened === null) throw new KeyError("xkey: cannot open sealed message");
       return opened;
     },
     seal(data: Uint8Array, recipientXkey: string): Uint8Array {
       const k = sharedKeyFor(recipientXkey);
       const nonce = new Uint8Array(randomBytes(NONCE_LENGTH));
-      const box = nacl.box.after(data, nonce, k);
+      const box = boxAfter(data, nonce, k);
       const out = new Uint8Array(XKV1.length + NONCE_LENGTH + box.byteLength);
       out.set(XKV1, 0);
       out.set(nonce, XKV1.length);

@@ -3,6 +3,7 @@
  * connecting) → logger, metrics, decision log, HTTP → policy (fail fast, exit 3) → NATS service → wait for
  * SIGTERM/SIGINT and drain.
  */
+import { CRYPTO_BACKEND, cryptoFallbackReason } from "../callout/crypto-backend.js";
 import { createWriteStream, openSync, readFileSync, type WriteStream } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -189,7 +190,14 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const logger: Logger = createLogger({ level: cfg.log.level, format: cfg.log.format, destination: stdout });
   for (const w of cfg.warnings) logger.warn({ warning: w }, "config warning");
   logger.info(
-    { version: packageVersion(), node: process.versions.node, mode: cfg.mode, pid: process.pid },
+    {
+      version: packageVersion(),
+      node: process.versions.node,
+      mode: cfg.mode,
+      pid: process.pid,
+      crypto: CRYPTO_BACKEND,
+      ...(cryptoFallbackReason !== undefined ? { crypto_fallback: cryptoFallbackReason } : {}),
+    },
     "starting nats-opa-callout",
   );
 
@@ -234,6 +242,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
         readiness,
         status: () => ({
           version: packageVersion(),
+          crypto: CRYPTO_BACKEND,
           phase,
           policy: policy?.status() ?? null,
           service: service?.status() ?? null,

@@ -354,8 +354,13 @@ describe("nats-opa-callout CLI (built binary)", { skip: skipWithoutTools }, () =
     );
     assert.match(m1, /^nats_opa_callout_policy_reloads_total\{result="success"\} 1$/m);
     assert.match(m1, /^nats_opa_callout_wasm_memory_bytes [1-9]\d*$/m);
-    const status = (await (await fetch(metricsUrl("/status"))).json()) as { policy: { revision: string } };
+    const status = (await (await fetch(metricsUrl("/status"))).json()) as {
+      policy: { revision: string };
+      crypto: string;
+    };
     assert.equal(status.policy.revision, rb.revision);
+    // sodium-native ships a linux-x64 prebuild: the fast backend must be the one in use here.
+    assert.equal(status.crypto, "libsodium");
   });
 
   test("a TCP client is authorized with its policy rights; bad credentials are refused", async () => {
