@@ -8,6 +8,7 @@
  *   ours-example this service with the example policy over 10k users (real password checks)
  *   ours-dlog    trivial policy with the decision log written to a file and info-level logging
  *   go-callout   bench/peers/go-callout (stands in for synadia-io/callout.go)
+ *   go-opa       bench/peers/go-opa-callout: a Go callout embedding OPA's Go SDK on the same example policy
  *   py-callout   the PyPI nats-callout library (bench/peers/py-callout)
  *
  * Every target's service process is measured the same way: utime+stime from /proc/<pid>/stat
@@ -17,14 +18,14 @@ import { join } from "node:path";
 import { buildGo } from "./lib/go-build.js";
 import { newKeys, secret } from "./lib/keys.js";
 import { calloutConf, plainConf, startNatsServer, type NatsServer } from "./lib/nats-server.js";
-import { ensurePyVenv, startGoCallout, startOurs, startPyCallout } from "./lib/peers.js";
+import { ensurePyVenv, startGoCallout, startGoOpaCallout, startOurs, startPyCallout } from "./lib/peers.js";
 import { examplePolicyDir, trivialPolicyDir } from "./lib/policies.js";
 import { procCpuSeconds } from "./lib/proc.js";
 import { tempDir, type Child } from "./lib/process.js";
 import { stormGo, type StormResult } from "./lib/storm.js";
 
 export type TargetName =
-  "no-callout" | "ours" | "ours-xkey" | "ours-example" | "ours-dlog" | "go-callout" | "py-callout";
+  "no-callout" | "ours" | "ours-xkey" | "ours-example" | "ours-dlog" | "go-callout" | "go-opa" | "py-callout";
 
 export interface StormRun extends StormResult {
   target: TargetName;
@@ -78,12 +79,16 @@ export async function stormBench(opts: {
     "ours-example",
     "ours-dlog",
     "go-callout",
+    "go-opa",
     "py-callout",
   ];
   const stormBin = await buildGo("bench/storm-go", "storm");
   const keys = newKeys();
   const work = tempDir("noc-storm-");
   const policyDir = trivialPolicyDir(join(work, "policy-trivial"));
+  // One generated example policy (10k users) shared by ours-example and go-opa: the same Rego and data.
+  let example: string | undefined;
+  const exampleDir = (): string => (example ??= examplePolicyDir(join(work, "policy-example"), 10_000).dir);
 
   const statuses: TargetStatus[] = [];
   const targets: Target[] = [];
@@ -125,8 +130,7 @@ export async function stormBench(opts: {
         service = await startOurs({
           ...common,
           url: server.url,
-          policyDir:
-            name === "ours-example" ? examplePolicyDir(join(work, "policy-example"), 10_000).dir : policyDir,
+          policyDir: name === "ours-example" ? exampleDir() : policyDir,
           workDir: join(work, name),
           logLevel: name === "ours-dlog" ? "info" : "warn",
           decisionLog: name === "ours-dlog" ? join(work, "decisions.jsonl") : "off",
@@ -136,6 +140,11 @@ export async function stormBench(opts: {
         const bin = await buildGo("bench/peers/go-callout", "go-callout");
         service = await startGoCallout(bin, { ...common, url: server.url });
         detail = "nats.go v1.55.0, jwt/v2 v2.8.3, nkeys v0.4.17";
+      } else if (name === "go-opa") {
+        const bin = await buildGo("bench/peers/go-opa-callout", "go-opa-callout");
+        service = await startGoOpaCallout(bin, { ...common, url: server.url, policyDir: exampleDir() });
+        creds = { user: "bench-u", pass: "bench-pw-{i}", users: 10_000 };
+        detail = "OPA Go SDK v1.22.4 (rego.PrepareForEval), policies/ with 10,000 generated password users";
       } else {
         const venv = await ensurePyVenv();
         if (!venv.ok) throw new Error(`venv/pip: ${venv.why}`);

@@ -4,6 +4,7 @@
  *
  * - ours: `node dist/src/cli.js serve --config <file>` (the real CLI, built by `make build`)
  * - go-callout: bench/peers/go-callout (stands in for synadia-io/callout.go)
+ * - go-opa: bench/peers/go-opa-callout, a Go callout embedding OPA's Go SDK on the same policy directory
  * - py-callout: bench/peers/py-callout on the PyPI `nats-callout` library, in a venv under the cache
  */
 import { execFile } from "node:child_process";
@@ -36,6 +37,36 @@ export async function startGoCallout(bin: string, o: PeerOptions & { xkeySeed?: 
     bin,
     ["--url", o.url, "--user", o.calloutUser, "--account", o.account, "--queue", o.queue ?? "auth-callout"],
     { env, ready: /^ready$/m, readyTimeoutMs: 15_000 },
+  );
+}
+
+/** The Go + OPA SDK peer, evaluating `policyDir` (the same Rego and data as ours). */
+export async function startGoOpaCallout(
+  bin: string,
+  o: PeerOptions & { policyDir: string; xkeySeed?: string },
+): Promise<Child> {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    GO_CALLOUT_PASS: o.calloutPass,
+    GO_CALLOUT_ISSUER_SEED: o.issuerSeed,
+  };
+  if (o.xkeySeed) env.GO_CALLOUT_XKEY_SEED = o.xkeySeed;
+  return startProcess(
+    "go-opa-callout",
+    bin,
+    [
+      "--url",
+      o.url,
+      "--user",
+      o.calloutUser,
+      "--accounts",
+      o.account,
+      "--queue",
+      o.queue ?? "auth-callout",
+      "--policy-dir",
+      o.policyDir,
+    ],
+    { env, ready: /^ready$/m, readyTimeoutMs: 60_000 },
   );
 }
 

@@ -46,6 +46,7 @@ const LABEL: Record<TargetName, string> = {
   "ours-example": "**nats-opa-callout**, example policy, 10k users",
   "ours-dlog": "**nats-opa-callout**, trivial policy, decision log to file",
   "go-callout": "Go peer (stands in for callout.go)",
+  "go-opa": "Go peer + OPA Go SDK, example policy, 10k users",
   "py-callout": "Python peer (PyPI nats-callout 0.1.1)",
 };
 
@@ -267,7 +268,14 @@ function headline(r: BenchResults): string {
     const get = (t: TargetName) => sum.find((s) => s.n === big && s.target === t);
     const ours = get("ours");
     const parts: string[] = [];
-    for (const t of ["ours", "ours-example", "go-callout", "py-callout", "no-callout"] as TargetName[]) {
+    for (const t of [
+      "ours",
+      "ours-example",
+      "go-callout",
+      "go-opa",
+      "py-callout",
+      "no-callout",
+    ] as TargetName[]) {
       const s = get(t);
       if (s) parts.push(`${t} ${int(s.rate)}/s`);
     }
@@ -284,10 +292,28 @@ function headline(r: BenchResults): string {
         const s = get(t);
         if (s) rat.push(`ours/${t} service CPU per auth **${f(ours.svcCpuPer1k / s.svcCpuPer1k, 2)}**`);
       }
+      const ex = get("ours-example");
+      const goOpa = get("go-opa");
+      if (ex && goOpa) {
+        rat.push(
+          `ours-example/go-opa (same policy and data) throughput **${f(ex.rate / goOpa.rate, 2)}**, ` +
+            `service CPU per auth **${f(ex.svcCpuPer1k / goOpa.svcCpuPer1k, 2)}**`,
+        );
+      }
       lines.push(`- Ratios (same run): ${rat.join("; ")}.`);
       lines.push(
         `- Service CPU seconds per 1,000 authorizations: ` +
-          (["ours", "ours-xkey", "ours-example", "ours-dlog", "go-callout", "py-callout"] as TargetName[])
+          (
+            [
+              "ours",
+              "ours-xkey",
+              "ours-example",
+              "ours-dlog",
+              "go-callout",
+              "go-opa",
+              "py-callout",
+            ] as TargetName[]
+          )
             .map((t) => get(t))
             .filter((s): s is StormSummary => s !== undefined)
             .map((s) => `${s.target} ${f(s.svcCpuPer1k, 2)}`)
@@ -386,6 +412,15 @@ ${table(
         `ours ÷ ${t}`,
         f(ours.rate / x.rate, 2),
         t === "no-callout" ? "–" : f(ours.svcCpuPer1k / x.svcCpuPer1k, 2),
+      ]);
+    }
+    const ex = at("ours-example");
+    const goOpa = at("go-opa");
+    if (ex && goOpa) {
+      rows.push([
+        "ours-example ÷ go-opa (same policy and data)",
+        f(ex.rate / goOpa.rate, 2),
+        f(ex.svcCpuPer1k / goOpa.svcCpuPer1k, 2),
       ]);
     }
     parts.push(`### Ratios at N = ${int(big)}
