@@ -25,13 +25,18 @@ export interface PeerOptions {
   queue?: string;
 }
 
-export async function startGoCallout(bin: string, o: PeerOptions & { xkeySeed?: string }): Promise<Child> {
-  const env: NodeJS.ProcessEnv = {
+/** Secrets for the Go peers travel in the environment, never argv. */
+function goPeerEnv(o: PeerOptions & { xkeySeed?: string }): NodeJS.ProcessEnv {
+  return {
     ...process.env,
     GO_CALLOUT_PASS: o.calloutPass,
     GO_CALLOUT_ISSUER_SEED: o.issuerSeed,
+    ...(o.xkeySeed ? { GO_CALLOUT_XKEY_SEED: o.xkeySeed } : {}),
   };
-  if (o.xkeySeed) env.GO_CALLOUT_XKEY_SEED = o.xkeySeed;
+}
+
+export async function startGoCallout(bin: string, o: PeerOptions & { xkeySeed?: string }): Promise<Child> {
+  const env = goPeerEnv(o);
   return startProcess(
     "go-callout",
     bin,
@@ -45,12 +50,7 @@ export async function startGoOpaCallout(
   bin: string,
   o: PeerOptions & { policyDir: string; xkeySeed?: string },
 ): Promise<Child> {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    GO_CALLOUT_PASS: o.calloutPass,
-    GO_CALLOUT_ISSUER_SEED: o.issuerSeed,
-  };
-  if (o.xkeySeed) env.GO_CALLOUT_XKEY_SEED = o.xkeySeed;
+  const env = goPeerEnv(o);
   return startProcess(
     "go-opa-callout",
     bin,
