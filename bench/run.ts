@@ -3,7 +3,7 @@
  * figures to build/bench/results.json). Nothing here asserts anything: figures are reported.
  *
  * Env: BENCH_SCALE (0 < s <= 1, default 1) shrinks storm sizes, iteration counts and data sizes;
- * BENCH_ROUNDS (default 3) storm rounds per target; BENCH_ONLY=stages,policy,storm,core to run a
+ * BENCH_ROUNDS (default 3) storm rounds per target; BENCH_ONLY=stages,policy,storm,core,reconnect to run a
  * subset (the page then shows only those sections); BENCH_OUT to write the page elsewhere.
  */
 import { execFileSync } from "node:child_process";
@@ -19,12 +19,15 @@ import { renderReport, type BenchResults, type DriverCalibration } from "./lib/r
 import { stormGo, type StormResult } from "./lib/storm.js";
 import { policyBench } from "./policy.bench.js";
 import { stageBench } from "./stages.bench.js";
+import { reconnectBench } from "./reconnect.bench.js";
 import { stormBench } from "./storm.bench.js";
 
 const log = (m: string) => console.log(m);
 const scale = Math.min(1, Math.max(0.01, Number(process.env.BENCH_SCALE ?? 1) || 1));
 const rounds = Math.max(1, Math.floor(Number(process.env.BENCH_ROUNDS ?? 3) || 3));
-const only = new Set((process.env.BENCH_ONLY ?? "stages,policy,storm,core").split(",").map((s) => s.trim()));
+const only = new Set(
+  (process.env.BENCH_ONLY ?? "stages,policy,storm,core,reconnect").split(",").map((s) => s.trim()),
+);
 const out = process.env.BENCH_OUT ?? join(REPO, "docs", "benchmarks.md");
 const t0 = Date.now();
 
@@ -78,6 +81,15 @@ if (only.has("storm")) {
     warmup: Math.max(50, Math.round(300 * scale)),
     log,
   });
+}
+if (only.has("reconnect")) {
+  const clients = Math.max(500, Math.round(20_000 * scale));
+  log(`reconnect: ${clients} connected clients, nats-server restarted under them`);
+  try {
+    results.reconnect = await reconnectBench({ clients, log });
+  } catch (err) {
+    log(`  reconnect bench failed: ${(err as Error).message}`);
+  }
 }
 results.duration_s = (Date.now() - t0) / 1000;
 if (results.load) results.load.end = loadavg()[0] ?? NaN;

@@ -94,7 +94,15 @@ ${o.extra ?? ""}
 /** Start nats-server with `conf(port)` on a free loopback port. */
 export async function startNatsServer(
   conf: (port: number) => string,
-  opts: { bin?: string; port?: number } = {},
+  opts: {
+    bin?: string;
+    port?: number;
+    /**
+     * Raise the open-files limit of the server process to this (via util-linux `prlimit`, which execs the server
+     * in place). Needs root to go past the hard limit; the caller checks `canRaiseNofile()` first.
+     */
+    nofile?: number;
+  } = {},
 ): Promise<NatsServer> {
   const port = opts.port ?? (await freePort());
   const dir = tempDir("noc-bench-nats-");
@@ -104,7 +112,11 @@ export async function startNatsServer(
   let current: Child | undefined;
   let history = "";
   const launch = async () => {
-    current = await startProcess("nats-server", bin, ["-c", confPath], {
+    const [cmd, args] =
+      opts.nofile !== undefined
+        ? ["prlimit", [`--nofile=${opts.nofile}:${opts.nofile}`, "--", bin, "-c", confPath]]
+        : [bin, ["-c", confPath]];
+    current = await startProcess("nats-server", cmd, args, {
       ready: /Server is ready/,
       readyTimeoutMs: 15_000,
     });

@@ -2,6 +2,7 @@
 import type { CoreBenchResult } from "../core.bench.js";
 import type { PolicyBenchResult } from "../policy.bench.js";
 import type { StageCosts } from "../stages.bench.js";
+import type { ReconnectBenchResult } from "../reconnect.bench.js";
 import type { StormBenchResult, StormRun, TargetName } from "../storm.bench.js";
 import type { MachineInfo } from "./proc.js";
 import type { StormResult } from "./storm.js";
@@ -23,6 +24,7 @@ export interface BenchResults {
   policy?: PolicyBenchResult;
   calibration?: DriverCalibration[];
   storm?: StormBenchResult;
+  reconnect?: ReconnectBenchResult;
 }
 
 const f = (x: number | null | undefined, d = 1): string =>
@@ -235,6 +237,37 @@ ${table(
 `);
   }
 
+  if (r.reconnect) {
+    const rc = r.reconnect;
+    out.push(`## 5. Reconnect after a nats-server restart
+
+${int(rc.clients)} clients (user/password, reconnect forever, 250 ms wait + up to 250 ms jitter, never giving up on
+authorization errors) are connected through the callout by \`bench/reconnect-go\` (nats.go, ${int(rc.per_process)} per
+process), then nats-server is stopped and started again on the same port. "All back" is the time from the restarted
+server being ready to the last client authorized again; latency is per client, from its own disconnect; failed
+attempts are the reconnects the clients saw refused on the way (an authorization timeout or violation each).
+${rc.capped ? `\n**Capped:** ${rc.capped}.\n` : ""}
+${table(
+  ["Target", "connected", "all back", "client p50", "client p99", "never back", "failed attempts"],
+  rc.runs.map((x) => [
+    LABEL[x.target],
+    int(x.connected),
+    `${f(x.all_authorized_s, 1)} s`,
+    `${int(x.p50_ms)} ms`,
+    `${int(x.p99_ms)} ms`,
+    int(x.missing),
+    `${int(x.failed_attempts)}${
+      x.failed_attempts > 0
+        ? ` (${Object.entries(x.errors)
+            .map(([k, v]) => `${k}: ${int(v)}`)
+            .join(", ")})`
+        : ""
+    }`,
+  ]),
+)}
+`);
+  }
+
   out.push(`## Reproduce
 
 \`\`\`sh
@@ -245,7 +278,8 @@ BENCH_ONLY=storm BENCH_ROUNDS=5 node --import tsx bench/run.ts
 \`\`\`
 
 Pieces: \`bench/stages.bench.ts\` (section 1), \`bench/core.bench.ts\`, \`bench/storm.bench.ts\` with
-\`bench/storm-go\` (driver) and \`bench/peers/\` (section 2–3), \`bench/policy.bench.ts\` (section 4). Go programs are
+\`bench/storm-go\` (driver) and \`bench/peers/\` (section 2–3), \`bench/policy.bench.ts\` (section 4),
+\`bench/reconnect.bench.ts\` with \`bench/reconnect-go\` (section 5). Go programs are
 built from the module proxy into \`~/.cache/nats-opa-callout/bench/bin\`; the Python peer's venv lives in
 \`~/.cache/nats-opa-callout/bench/py-callout-venv\`. Raw figures: \`build/bench/results.json\`.
 `);

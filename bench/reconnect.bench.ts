@@ -1,0 +1,209 @@
+/**
+ * Reconnect after a nats-server restart: N clients connected through the callout (several driver processes of
+ * bench/reconnect-go, each under the per-process open-files limit), then nats-server is stopped and started
+ * again on the same port. Measured per target: the time from the restarted server being ready until the last
+ * client is authorized again, per-client reconnect latency, clients that never came back, and the failed
+ * attempts (authorization timeouts and violations) the clients saw on the way — a login storm that every
+ * client makes at once, which is what a rolling server upgrade does to a callout.
+ *
+ * Targets: ours (trivial policy), ours-example (example policy, 10k users) and go-callout (trivial Go peer).
+ * nats-server must hold every client at once: its open-files limit is raised with `prlimit` (root); without
+ * root the client count is capped below the hard limit and the result says so.
+ */
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { buildGo } from "./lib/go-build.js";
+import { newKeys, secret } from "./lib/keys.js";
+import { calloutConf, startNatsServer, type NatsServer } from "./lib/nats-server.js";
+import { startGoCallout, startOurs } from "./lib/peers.js";
+import { examplePolicyDir, trivialPolicyDir } from "./lib/policies.js";
+import { sleep, startProcess, tempDir, type Child } from "./lib/process.js";
+
+export type ReconnectTarget = "ours" | "ours-example" | "go-callout";
+
+export interface ReconnectRun {
+  target: ReconnectTarget;
+  clients: number;
+  connected: number;
+  /** Seconds from the restarted server's "ready" to the last client authorized again. */
+  all_authorized_s: number;
+  /** Clients that were connected before the restart and did not come back within the wait. */
+  missing: number;
+  /** Per-client reconnect latency, from its own disconnect (ms). */
+  p50_ms: number;
+  p99_ms: number;
+  max_ms: number;
+  /** Failed reconnect attempts the clients saw, by message. */
+  errors: Record<string, number>;
+  failed_attempts: number;
+}
+
+export interface ReconnectBenchResult {
+  clients: number;
+  per_process: number;
+  /** Why the client count is lower than asked (no root for prlimit), if it is. */
+  capped?: string;
+  runs: ReconnectRun[];
+}
+
+interface DriverLine {
+  phase: string;
+  ok?: number;
+  failed?: number;
+  errors?: Record<string, number>;
+  up?: number;
+  reconnected?: number;
+  missing?: number;
+  last_reconnect_unix_ms?: number;
+  p50_ms?: number;
+  p99_ms?: number;
+  max_ms?: number;
+  reconnect_errors?: Record<string, number>;
+  reconnect_attempts?: number;
+}
+
+function lines(child: Child, phase: string): DriverLine | undefined {
+  for (const l of child.output().split("\n")) {
+    if (!l.startsWith("{")) continue;
+    try {
+      const d = JSON.parse(l) as DriverLine;
+      if (d.phase === phase) return d;
+    } catch {
+      /* partial line */
+    }
+  }
+  return undefined;
+}
+
+async function waitPhase(drivers: Child[], phase: string, timeoutMs: number): Promise<DriverLine[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const got = drivers.map((d) => lines(d, phase));
+    if (got.every((g) => g !== undefined)) return got as DriverLine[];
+    for (const d of drivers) {
+      if (!d.alive() && lines(d, phase) === undefined)
+        throw new Error(`reconnect driver exited before "${phase}": ${d.output().slice(-500)}`);
+    }
+    if (Date.now() > deadline) throw new Error(`reconnect drivers: no "${phase}" within ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+/** True when this process may raise another process's open-files limit past the hard limit (root + prlimit). */
+export function canRaiseNofile(): boolean {
+  return process.getuid?.() === 0 && spawnSync("prlimit", ["--version"]).status === 0;
+}
+
+export async function reconnectBench(opts: {
+  clients: number;
+  perProcess?: number;
+  targets?: ReconnectTarget[];
+  log: (msg: string) => void;
+}): Promise<ReconnectBenchResult> {
+  const { log } = opts;
+  const perProcess = opts.perProcess ?? 5000;
+  let clients = opts.clients;
+  let capped: string | undefined;
+  const raise = canRaiseNofile();
+  if (!raise && clients > 15_000) {
+    capped = `not root (or no prlimit): nats-server keeps its open-files limit, so ${clients} clients were capped at 15,000`;
+    clients = 15_000;
+  }
+  const driverBin = await buildGo("bench/reconnect-go", "reconnect");
+  const keys = newKeys();
+  const work = tempDir("noc-reconnect-");
+  const trivial = trivialPolicyDir(join(work, "policy-trivial"));
+  const clientPass = secret("client");
+  const runs: ReconnectRun[] = [];
+
+  for (const target of opts.targets ?? ["ours", "ours-example", "go-callout"]) {
+    let server: NatsServer | undefined;
+    let service: Child | undefined;
+    const drivers: Child[] = [];
+    try {
+      server = await startNatsServer(
+        (p) =>
+          calloutConf(p, { issuer: keys.issuerPub, calloutUser: "callout", calloutPass: keys.calloutPass }),
+        raise ? { nofile: clients + 10_000 } : {},
+      );
+      const common = {
+        url: server.url,
+        calloutUser: "callout",
+        calloutPass: keys.calloutPass,
+        issuerSeed: keys.issuerSeed,
+        account: "APP",
+      };
+      let creds = { user: "bench", pass: clientPass, users: 0 };
+      if (target === "go-callout") {
+        service = await startGoCallout(await buildGo("bench/peers/go-callout", "go-callout"), common);
+      } else {
+        const example = target === "ours-example";
+        if (example) creds = { user: "bench-u", pass: "bench-pw-{i}", users: 10_000 };
+        service = await startOurs({
+          ...common,
+          policyDir: example ? examplePolicyDir(join(work, "policy-example"), 10_000).dir : trivial,
+          workDir: join(work, target),
+          logLevel: "warn",
+        });
+      }
+      for (let start = 0; start < clients; start += perProcess) {
+        const n = Math.min(perProcess, clients - start);
+        drivers.push(
+          await startProcess(
+            `reconnect-${drivers.length}`,
+            driverBin,
+            [
+              "-url",
+              server.url,
+              "-n",
+              String(n),
+              "-c",
+              "25",
+              "-user",
+              creds.user,
+              "-users",
+              String(creds.users),
+            ],
+            { env: { ...process.env, STORM_PASS: creds.pass } },
+          ),
+        );
+      }
+      const up = await waitPhase(drivers, "connected", 30 * 60_000);
+      const connected = up.reduce((a, d) => a + (d.ok ?? 0), 0);
+      log(`  ${target}: ${connected}/${clients} connected; restarting nats-server`);
+      await server.stop();
+      await server.start();
+      const readyAt = Date.now();
+      const back = await waitPhase(drivers, "reconnected", 10 * 60_000);
+      const errors: Record<string, number> = {};
+      for (const d of back) {
+        for (const [k, v] of Object.entries(d.reconnect_errors ?? {})) errors[k] = (errors[k] ?? 0) + v;
+      }
+      const last = Math.max(...back.map((d) => d.last_reconnect_unix_ms ?? 0));
+      const run: ReconnectRun = {
+        target,
+        clients,
+        connected,
+        all_authorized_s: Math.max(0, last - readyAt) / 1000,
+        missing: back.reduce((a, d) => a + (d.missing ?? 0), 0),
+        // Quantiles are per driver; report the worst driver's (each driver is a uniform slice of the clients).
+        p50_ms: Math.max(...back.map((d) => d.p50_ms ?? 0)),
+        p99_ms: Math.max(...back.map((d) => d.p99_ms ?? 0)),
+        max_ms: Math.max(...back.map((d) => d.max_ms ?? 0)),
+        errors,
+        failed_attempts: back.reduce((a, d) => a + (d.reconnect_attempts ?? 0), 0),
+      };
+      runs.push(run);
+      log(
+        `  ${target}: all ${run.connected - run.missing}/${run.connected} authorized again ` +
+          `${run.all_authorized_s.toFixed(1)} s after the restart; failed attempts ${run.failed_attempts} ` +
+          JSON.stringify(errors),
+      );
+    } finally {
+      for (const d of drivers) await d.stop();
+      await service?.stop();
+      await server?.stop();
+    }
+  }
+  return { clients, per_process: perProcess, ...(capped ? { capped } : {}), runs };
+}
