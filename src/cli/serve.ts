@@ -7,6 +7,7 @@ import { createWriteStream, openSync, type WriteStream } from "node:fs";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import type { ResolvedConfig } from "../config.js";
+import { listenErrorText } from "../config/listen.js";
 import { loadServeConfig } from "../config/load.js";
 export { loadServeConfig, readConfigFile } from "../config/load.js";
 import { ConfigError, PolicyLoadError } from "../errors.js";
@@ -132,7 +133,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
   );
 
   // 2. Metrics, decision log, HTTP (up before the policy loads, so /readyz can say why it is not ready).
-  const metrics = new CalloutMetrics({ version: packageVersion() });
+  const metrics = new CalloutMetrics({
+    version: packageVersion(),
+    accounts: cfg.accounts.map((a) => a.name),
+  });
   const { sink, stream } = openDecisionSink(cfg, stdout, (e) => {
     metrics.decisionLogDropped.inc({ reason: "write_error" });
     logger.error({ code: e.code ?? "write_error" }, "decision log write failed");
@@ -182,7 +186,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       throw new ConfigError([
         {
           field: "metrics.listen",
-          message: `cannot listen on ${listen}: ${(e as NodeJS.ErrnoException).code ?? "error"}`,
+          message: `cannot listen on ${listen}: ${listenErrorText(e)}`,
         },
       ]);
     }

@@ -106,7 +106,7 @@ export const FLAG_OVERRIDES: readonly FlagOverride[] = [
     flag: "metrics-listen",
     path: "metrics.listen",
     arg: "<addr>",
-    description: 'metrics/health HTTP address ("host:port" or "off")',
+    description: 'metrics/health address: "host:port", ":port", port 0 = free port, or "off"',
     apply: (c, v) => {
       (c.metrics ??= {}).listen = v;
     },

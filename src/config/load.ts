@@ -13,7 +13,8 @@ import { resolveConfig } from "./resolve.js";
 import type { ResolvedConfig, ServiceConfig } from "./types.js";
 
 /** Read the YAML config file; syntax errors become a ConfigError naming file:line. */
-export function readConfigFile(path: string): ServiceConfig {
+export function readConfigFile(file: string): ServiceConfig {
+  const path = resolve(file);
   let text: string;
   try {
     text = readFileSync(path, "utf8");

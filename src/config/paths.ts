@@ -1,6 +1,6 @@
 /**
  * File access for config values: paths resolve against the config file's directory (`baseDir`); a missing
- * or unreadable file becomes a problem naming the field and the errno code, never a throw.
+ * or unreadable file becomes a problem naming the field, the resolved path and the errno code, never a throw.
  */
 import { readFileSync, statSync } from "node:fs";
 import { resolve as resolvePath } from "node:path";
@@ -12,11 +12,12 @@ export function readSecretFile(
   baseDir: string,
   problems: Problems,
 ): string | undefined {
+  const abs = resolvePath(baseDir, path);
   try {
-    return readFileSync(resolvePath(baseDir, path), "utf8");
+    return readFileSync(abs, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? "unreadable";
-    problems.push({ field, message: `cannot read file (${code})` });
+    problems.push({ field, message: `cannot read ${abs} (${code})` });
     return undefined;
   }
 }
@@ -31,10 +32,11 @@ export function checkFile(
   const abs = resolvePath(baseDir, path);
   try {
     const st = statSync(abs);
-    if (dir && !st.isDirectory()) problems.push({ field, message: "not a directory" });
-    if (!dir && !st.isFile()) problems.push({ field, message: "not a file" });
+    if (dir && !st.isDirectory()) problems.push({ field, message: `${abs} is not a directory` });
+    if (!dir && !st.isFile()) problems.push({ field, message: `${abs} is not a file` });
   } catch (err) {
-    problems.push({ field, message: `not found (${(err as NodeJS.ErrnoException).code ?? "error"})` });
+    const code = (err as NodeJS.ErrnoException).code ?? "error";
+    problems.push({ field, message: `${abs} not found (${code})` });
   }
   return abs;
 }

@@ -4,6 +4,7 @@
 import { resolve as resolvePath } from "node:path";
 import { parseSeed } from "./keys.js";
 import { checkFile, readSecretFile } from "./paths.js";
+import { maskUrlCredentials } from "./url.js";
 import { Secret, type FieldReader, type NatsAuth, type Problems, type ResolvedNats } from "./types.js";
 
 const SUBJECT = /^[^\s.*>]+(\.[^\s.*>]+)*$/;
@@ -15,7 +16,7 @@ function checkServerUrl(s: string, field: string, problems: Problems): string | 
   try {
     url = new URL(withScheme);
   } catch {
-    problems.push({ field, message: `not a server URL: ${JSON.stringify(s)}` });
+    problems.push({ field, message: `not a server URL: ${JSON.stringify(maskUrlCredentials(s))}` });
     return undefined;
   }
   if (url.protocol !== "nats:" && url.protocol !== "tls:") {

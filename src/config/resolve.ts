@@ -5,7 +5,7 @@
  */
 import { dirname, resolve as resolvePath } from "node:path";
 import { ConfigError } from "../errors.js";
-import { parseListen } from "./listen.js";
+import { parseListenAddress, type ListenAddress } from "./listen.js";
 import { checkFile } from "./paths.js";
 import { resolveIdentity } from "./resolve-accounts.js";
 import { resolveNats } from "./resolve-nats.js";
@@ -73,7 +73,13 @@ export function resolveConfig(input: unknown, options: ResolveOptions = {}): Res
     checkFile(dirname(abs), "decision_log.destination", baseDir, problems, true);
     decisionLog = { kind: "file", path: abs };
   }
-  const metrics = { listen: parseListen(get<string>("metrics.listen"), "metrics.listen", problems) };
+  let listen: ListenAddress | null = null;
+  try {
+    listen = parseListenAddress(get<string>("metrics.listen"));
+  } catch (e) {
+    problems.push({ field: "metrics.listen", message: (e as Error).message });
+  }
+  const metrics = { listen };
 
   if (problems.length > 0) throw new ConfigError(problems);
 

@@ -312,7 +312,8 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
     type: '"host:port" | "off"',
     kind: "string",
     default: "off",
-    description: 'Prometheus /metrics (and health) listener, e.g. "127.0.0.1:9090"; off disables it.',
+    description:
+      'Prometheus /metrics, /healthz, /readyz and /status listener: "127.0.0.1:9464", "[::1]:9464", ":9464" (all IPv4 interfaces), or port 0 for a free port (logged and shown in /status); "off" (or "" or "0") disables it. Replicas on one host each need their own port (--metrics-listen) or port 0.',
   },
 ];
 

@@ -57,6 +57,7 @@ export interface ServiceConfig {
     entrypoint?: string;
     mask_entrypoint?: string;
     watch?: boolean;
+    poll_seconds?: number;
     opa_binary?: string;
   };
   log?: { level?: LogLevel; format?: LogFormat };
@@ -164,6 +165,7 @@ export interface ResolvedConfig {
   policy?: ResolvedPolicy;
   log: { level: LogLevel; format: LogFormat };
   decisionLog: DecisionLogDestination;
+  /** null: no metrics/health listener. */
   metrics: { listen: { host: string; port: number } | null };
   /** Non-fatal findings (e.g. SYS in the allow-list); the caller logs them. */
   warnings: string[];
