@@ -5,7 +5,8 @@
  *   types.ts            input shape, resolved shape, Secret, Problems (the leaf everything else imports)
  *   schema.ts           CONFIG_FIELDS (names, types, defaults, docs) and the input walk against it
  *   paths.ts, keys.ts   files relative to the config, nkey seeds and public keys
- *   listen.ts           listen addresses (metrics.listen)
+ *   listen.ts           listen addresses (metrics.listen, --metrics-listen, startHttpServer)
+ *   url.ts              server URLs with their user info masked, for messages
  *   resolve-*.ts        one resolver per section; resolve.ts runs them and throws ONE ConfigError
  *   env.ts, flags.ts    environment and flag overrides (the CLI applies them; the library never reads env)
  *   load.ts             the YAML config file → env → flags → resolveConfig (the CLI's loading)
@@ -41,3 +42,5 @@ export {
 } from "./config/schema.js";
 export { resolveConfig } from "./config/resolve.js";
 export { applyEnvOverrides } from "./config/env.js";
+export { formatListenAddress, parseListenAddress, type ListenAddress } from "./config/listen.js";
+export { maskUrlCredentials } from "./config/url.js";
