@@ -33,6 +33,7 @@ import {
 } from "./callout/pipeline.js";
 import { XKEY_HEADER } from "./callout/decode.js";
 import { signerFromSeed, xkeyFromSeed } from "./callout/keys.js";
+import { noNonceReporter } from "./callout/nkey-proof.js";
 import { resolveConfig, type ResolvedConfig, type ServiceConfig } from "./config.js";
 import { CalloutError, ConfigError, type ErrorCode } from "./errors.js";
 import { silentLogger, type Logger } from "./log.js";
@@ -445,6 +446,14 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
   });
   await nc.flush();
   setState("connected", nc.getServer());
+  // Without a nonce in INFO no client nkey can be proven (derived.nkey never appears): say so once per server.
+  const checkNonce = noNonceReporter((server) =>
+    log.warn(
+      { server, code: "no_nonce" },
+      "nats-server sends no nonce: client nkeys cannot be proven (config mode needs one nkey user; see docs/operations.md)",
+    ),
+  );
+  checkNonce(nc.info);
 
   void (async () => {
     for await (const s of nc.status() as AsyncIterable<Status>) {
@@ -455,6 +464,7 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
           break;
         case "reconnect":
           counters.reconnects++;
+          checkNonce(nc.info);
           if (!ending()) setState("connected", s.server);
           break;
         case "error":
