@@ -18,6 +18,7 @@ import {
   connect,
   credsAuthenticator,
   nkeyAuthenticator,
+  type Authenticator,
   type Msg,
   type NatsConnection,
   type NodeConnectionOptions,
@@ -33,7 +34,7 @@ import {
 } from "./callout/pipeline.js";
 import { XKEY_HEADER } from "./callout/decode.js";
 import { signerFromSeed, xkeyFromSeed } from "./callout/keys.js";
-import { noNonceReporter } from "./callout/nkey-proof.js";
+import { noNonceReporter, nonceObserver } from "./callout/nkey-proof.js";
 import { resolveConfig, type ResolvedConfig, type ServiceConfig } from "./config.js";
 import { CalloutError, ConfigError, type ErrorCode } from "./errors.js";
 import { silentLogger, type Logger } from "./log.js";
@@ -424,18 +425,23 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
   };
 
   // ---- connect and subscribe ----
+  const natsOptions = connectionOptions(cfg, {
+    ...(options.reconnectTimeWaitMs !== undefined
+      ? { reconnectTimeWaitMs: options.reconnectTimeWaitMs }
+      : {}),
+    ...(options.waitOnFirstConnect !== undefined ? { waitOnFirstConnect: options.waitOnFirstConnect } : {}),
+  });
+  // Without a nonce no client nkey can be proven (derived.nkey never appears): say so once.
+  const checkNonce = noNonceReporter(() =>
+    log.warn(
+      { code: "no_nonce" },
+      "nats-server sends no nonce: client nkeys cannot be proven (config mode needs one nkey user; see docs/operations.md)",
+    ),
+  );
+  natsOptions.authenticator = nonceObserver(natsOptions.authenticator, checkNonce) as Authenticator[];
   let nc: NatsConnection;
   try {
-    nc = await connect(
-      connectionOptions(cfg, {
-        ...(options.reconnectTimeWaitMs !== undefined
-          ? { reconnectTimeWaitMs: options.reconnectTimeWaitMs }
-          : {}),
-        ...(options.waitOnFirstConnect !== undefined
-          ? { waitOnFirstConnect: options.waitOnFirstConnect }
-          : {}),
-      }),
-    );
+    nc = await connect(natsOptions);
   } catch (err) {
     log.error({ error_type: errorType(err), message: (err as Error).message }, "cannot connect to nats");
     throw err;
@@ -446,14 +452,6 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
   });
   await nc.flush();
   setState("connected", nc.getServer());
-  // Without a nonce in INFO no client nkey can be proven (derived.nkey never appears): say so once per server.
-  const checkNonce = noNonceReporter((server) =>
-    log.warn(
-      { server, code: "no_nonce" },
-      "nats-server sends no nonce: client nkeys cannot be proven (config mode needs one nkey user; see docs/operations.md)",
-    ),
-  );
-  checkNonce(nc.info);
 
   void (async () => {
     for await (const s of nc.status() as AsyncIterable<Status>) {
@@ -464,7 +462,6 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
           break;
         case "reconnect":
           counters.reconnects++;
-          checkNonce(nc.info);
           if (!ending()) setState("connected", s.server);
           break;
         case "error":

@@ -87,31 +87,37 @@ export function clientKeyVerifier(maxKeys = 1024): Verifier {
   return new Verifier(maxKeys);
 }
 
-/** What the service knows about the server it is connected to (nats.js `nc.info`). */
-export interface ServerInfoLike {
-  server_id?: string;
-  server_name?: string;
-  nonce?: string;
+/**
+ * Returns an observer for the nonce nats-server offers the service's own connection (the value nats.js hands its
+ * authenticators at every connect and reconnect; see `nonceObserver`). The first time a connection is offered no
+ * nonce, `report` is called, once: such a server forwards no nonce for clients either, so no client nkey can
+ * ever be proven there. Config mode needs at least one nkey user for nats-server to send nonces (`init` writes
+ * one); operator mode always sends them. (nats.js's `nc.info` is not usable for this: nats-server 2.15 sends
+ * later INFO updates without the nonce.)
+ */
+export function noNonceReporter(report: () => void): (nonce: string | undefined) => void {
+  let reported = false;
+  return (nonce) => {
+    if (reported || (typeof nonce === "string" && nonce !== "")) return;
+    reported = true;
+    report();
+  };
 }
 
 /**
- * Returns a function to call with the server's INFO on every (re)connect: it reports (once per server id) a
- * server that issues no nonce, for which no client nkey can ever be proven. `report` gets the server's id and
- * name. Config mode needs at least one nkey user for nats-server to send nonces (`init` writes one).
+ * Adds `observe` to a connection's authenticators: nats.js calls every authenticator with the server's nonce and
+ * merges what they return; this one returns nothing, so the CONNECT is unchanged.
  */
-export function noNonceReporter(
-  report: (server: { id?: string; name?: string }) => void,
-  maxServers = 256,
-): (info: ServerInfoLike | undefined) => void {
-  const seen = new Set<string>();
-  return (info) => {
-    if (info === undefined || (typeof info.nonce === "string" && info.nonce !== "")) return;
-    const id = info.server_id ?? "";
-    if (seen.has(id) || seen.size >= maxServers) return;
-    seen.add(id);
-    const server: { id?: string; name?: string } = {};
-    if (info.server_id !== undefined) server.id = info.server_id;
-    if (info.server_name !== undefined) server.name = info.server_name;
-    report(server);
-  };
+export function nonceObserver<A>(
+  existing: A | A[] | undefined,
+  observe: (nonce: string | undefined) => void,
+): (A | ((nonce?: string) => undefined))[] {
+  const list = existing === undefined ? [] : Array.isArray(existing) ? [...existing] : [existing];
+  return [
+    ...list,
+    (nonce?: string) => {
+      observe(nonce);
+      return undefined;
+    },
+  ];
 }

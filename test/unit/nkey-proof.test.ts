@@ -11,6 +11,7 @@ import {
   clientKeyVerifier,
   decodeSignature,
   noNonceReporter,
+  nonceObserver,
   proveNkey,
 } from "../../src/callout/nkey-proof.js";
 import { createAuthorizer } from "../../src/callout/pipeline.js";
@@ -78,16 +79,28 @@ describe("proveNkey", () => {
   });
 });
 
-describe("noNonceReporter", () => {
-  test("reports each server without a nonce once, never one with a nonce", () => {
-    const seen: unknown[] = [];
-    const check = noNonceReporter((s) => seen.push(s));
-    check({ server_id: "N1", server_name: "a", nonce: "x" });
-    check({ server_id: "N2", server_name: "b" });
-    check({ server_id: "N2", server_name: "b", nonce: "" });
-    check({ server_id: "N3" });
+describe("noNonceReporter and nonceObserver", () => {
+  test("the first connect without a nonce is reported, once; connects with one never", () => {
+    let reports = 0;
+    const check = noNonceReporter(() => reports++);
+    check("n0nce");
+    assert.equal(reports, 0);
     check(undefined);
-    assert.deepEqual(seen, [{ id: "N2", name: "b" }, { id: "N3" }]);
+    check("");
+    check(undefined);
+    assert.equal(reports, 1);
+  });
+
+  test("the observer rides along the connection's authenticators and adds nothing to the CONNECT", () => {
+    const seen: (string | undefined)[] = [];
+    const userPass = () => ({ user: "u", pass: "p" });
+    const list = nonceObserver(userPass, (n) => seen.push(n));
+    assert.equal(list.length, 2);
+    assert.equal(list[0], userPass);
+    assert.equal((list[1] as (n?: string) => unknown)("abc"), undefined);
+    assert.deepEqual(seen, ["abc"]);
+    assert.equal(nonceObserver(undefined, () => {}).length, 1);
+    assert.equal(nonceObserver([userPass, userPass], () => {}).length, 3);
   });
 });
 
