@@ -52,7 +52,7 @@ export function requestFromInput(input: unknown, now: Date, notes?: string[]): A
  * A captured authorization request JWT (plaintext; sealed xkey requests must be opened first). The
  * signature is not required to verify (the server key changes at every restart); claims are used as sent.
  */
-export function requestFromJwt(token: string): { req: AuthorizationRequest; issuedAt: Date } {
+export function requestFromJwt(token: string): { req: AuthorizationRequest; issuedAt: Date; note?: string } {
   let claims: Record<string, unknown>;
   try {
     claims = parseJwt(token.trim(), 1024 * 1024).claims as unknown as Record<string, unknown>;
@@ -78,8 +78,15 @@ export function requestFromJwt(token: string): { req: AuthorizationRequest; issu
     encrypted: false,
   };
   if (isObj(nats.client_tls)) req.client_tls = nats.client_tls as ClientTls;
-  // The nonce signature travels in the request: prove the nkey exactly as serve does (a failure leaves it unproven).
+  // The nonce signature travels in the request: prove the nkey exactly as serve does.
   const proof = proveNkey(req, new Verifier());
   if (proof.status === "proven") req.proven_nkey = proof.nkey;
+  if (proof.status === "failed") {
+    return {
+      req,
+      issuedAt: new Date(iat * 1000),
+      note: `the nkey proof fails (${proof.field} ${proof.message}): serve denies this request with nkey_proof_failed before the policy runs`,
+    };
+  }
   return { req, issuedAt: new Date(iat * 1000) };
 }

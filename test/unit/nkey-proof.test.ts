@@ -16,7 +16,7 @@ import {
 } from "../../src/callout/nkey-proof.js";
 import { createAuthorizer } from "../../src/callout/pipeline.js";
 import { buildInput } from "../../src/policy/input.js";
-import { requestFromInput } from "../../src/cli/request.js";
+import { requestFromInput, requestFromJwt } from "../../src/cli/request.js";
 import type { AuthorizationRequest } from "../../src/types.js";
 import { buildRequest, makeKeys } from "../helpers/keys.js";
 
@@ -162,5 +162,26 @@ describe("the pipeline", () => {
       assert.ok(r.reply, "a signed deny, so the client is not left waiting");
     }
     assert.equal(calls, 0);
+  });
+});
+
+describe("eval's captured request JWTs", () => {
+  const keys = makeKeys();
+  test("are proven the same way: a valid proof sets proven_nkey, a failed one is noted", () => {
+    const nkey = user.getPublicKey();
+    const good = buildRequest(keys, {
+      client_info: { nonce: NONCE },
+      connect_opts: { nkey, sig: std(sign()) },
+    });
+    const ok = requestFromJwt(good.token);
+    assert.equal(ok.req.proven_nkey, nkey);
+    assert.equal(ok.note, undefined);
+    const bad = buildRequest(keys, {
+      client_info: { nonce: NONCE },
+      connect_opts: { nkey, sig: std(sign(other)) },
+    });
+    const r = requestFromJwt(bad.token);
+    assert.equal(r.req.proven_nkey, undefined);
+    assert.match(r.note ?? "", /nkey_proof_failed/);
   });
 });
