@@ -71,28 +71,43 @@ function containsWhole(value: string, cred: string): boolean {
   return false;
 }
 
-/** Folds `values` once and returns the shared `contains` test. */
+/** Windows checked with indexOf before the 8-character pieces are put in a Set (cheap for the common case). */
+const INDEXOF_BUDGET = 512;
+
+/**
+ * Folds `values` once and returns the shared `contains` test. A few short values (reasons, names) are checked by
+ * searching each 8-character window of the value in the credentials (no set to build: a 650-character client JWT
+ * would cost ~0.1 ms); after INDEXOF_BUDGET windows the credentials' pieces go into a Set once.
+ */
 export function credentialsOf(values: readonly string[]): Credentials {
   const short: string[] = [];
-  const pieces = new Set<string>();
+  const long: string[] = [];
   for (const raw of values) {
     const v = fold(raw);
-    if (v.length < MIN_FRAGMENT) {
-      if (v !== "") short.push(v);
-      continue;
-    }
-    for (let i = 0; i + MIN_FRAGMENT <= v.length; i++) pieces.add(v.slice(i, i + MIN_FRAGMENT));
+    if (v.length >= MIN_FRAGMENT) long.push(v);
+    else if (v !== "") short.push(v);
   }
-  const empty = short.length === 0 && pieces.size === 0;
+  const empty = short.length === 0 && long.length === 0;
+  let pieces: Set<string> | undefined;
+  let budget = INDEXOF_BUDGET;
+  const inLong = (window: string): boolean => {
+    if (pieces !== undefined) return pieces.has(window);
+    for (const c of long) if (c.includes(window)) return true;
+    return false;
+  };
   return {
     empty,
     contains(value: string): boolean {
       if (empty || typeof value !== "string" || value === "") return false;
       const v = fold(value);
-      if (pieces.size > 0) {
-        for (let i = 0; i + MIN_FRAGMENT <= v.length; i++) {
-          if (pieces.has(v.slice(i, i + MIN_FRAGMENT))) return true;
+      if (long.length > 0) {
+        const windows = v.length - MIN_FRAGMENT + 1;
+        if (windows > 0 && pieces === undefined && (budget -= windows) < 0) {
+          pieces = new Set();
+          for (const c of long)
+            for (let i = 0; i + MIN_FRAGMENT <= c.length; i++) pieces.add(c.slice(i, i + MIN_FRAGMENT));
         }
+        for (let i = 0; i < windows; i++) if (inLong(v.slice(i, i + MIN_FRAGMENT))) return true;
       }
       for (const s of short) if (containsWhole(v, s)) return true;
       return false;
@@ -100,11 +115,22 @@ export function credentialsOf(values: readonly string[]): Credentials {
   };
 }
 
-/** The credentials of a request or policy input document. */
+const cache = new WeakMap<object, Credentials>();
+
+/**
+ * The credentials of a request or policy input document, computed once per object (the pipeline, the grant check
+ * and the decision log ask for the same request's credentials several times). The object must not change after.
+ */
 export function requestCredentials(
   src: CredentialSource | AuthorizationRequest | null | undefined,
 ): Credentials {
-  return credentialsOf(credentialValues(src));
+  if (src === null || src === undefined) return credentialsOf([]);
+  let c = cache.get(src);
+  if (c === undefined) {
+    c = credentialsOf(credentialValues(src));
+    cache.set(src, c);
+  }
+  return c;
 }
 
 /** What a reason that contains a credential becomes. */

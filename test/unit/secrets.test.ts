@@ -118,6 +118,26 @@ describe("what contains means", () => {
   });
 });
 
+describe("the two search strategies agree", () => {
+  test("property: after the indexOf budget is spent (Set of pieces), answers are unchanged", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ minLength: 1, maxLength: 30 }), { minLength: 1, maxLength: 3 }),
+        fc.array(fc.string({ maxLength: 40 }), { minLength: 1, maxLength: 8 }),
+        (creds, values) => {
+          const fresh = credentialsOf(creds);
+          const warmed = credentialsOf(creds);
+          warmed.contains("x".repeat(2000)); // spends the budget: the Set path from here on
+          // Pieces of the credentials themselves, transformed, must be found by both.
+          const probes = [...values, ...creds.map((c) => `<${c.toUpperCase()}>`)];
+          return probes.every((v) => fresh.contains(v) === warmed.contains(v));
+        },
+      ),
+      { seed: 4242, numRuns: 300 },
+    );
+  });
+});
+
 describe("grant checks use it (secret_in_grant)", () => {
   test("a user JWT name of lower(token), a tag with upper(password), a subject with a token fragment", () => {
     const r = req({ auth_token: TOKEN, pass: PASSWORD });
