@@ -168,6 +168,17 @@ for (const sb of serverMatrix()) {
         assert.ok(!c.log.join("").includes('"no_nonce"'), c.log.join(""));
       });
 
+      test("password logins are unaffected by the nonce", async () => {
+        const nc = await connect({ servers: server.url, user: "bob", pass: "bob-pw", reconnect: false });
+        await nc.close();
+        assert.equal(outcomeOf(last(c)), "allow");
+        assert.equal(
+          last(c).result.request?.client_info.nonce,
+          undefined,
+          "no signature, so no nonce forwarded",
+        );
+      });
+
       test("nkeyAuthenticator with the audit service's seed is admitted by its proven key", async () => {
         assert.equal(await tryConnect(server.url, nkeyAuthenticator(te.encode(AUDIT_SEED))), undefined);
         const ev = last(c);
