@@ -1,12 +1,12 @@
 /**
  * Decision log: one event per authorization request (allow, deny, abort and error alike), written as one JSON
  * line. The event carries the policy input as a **masked deep copy**: secrets (`connect_opts.pass`, `auth_token`,
- * `jwt`, `sig`, `client_info.nonce`, any string elsewhere that contains a credential in any case or an 8-character
- * fragment of one (src/secrets.ts; e.g. `client_info.user` on 2.10), and anything shaped like a JWT or an nkey
- * seed) are replaced by "[REDACTED]" and their JSON pointers listed in `masked`; a `reason` containing a credential
- * becomes "redacted". A policy may add its own masks (see `MaskFunction`; the CLI evaluates `policy.mask_entrypoint`); the
- * built-in masks always apply first, and if the policy mask fails the event is written WITHOUT its input rather
- * than unmasked.
+ * `jwt`, `sig`, `client_info.nonce`, any string elsewhere that contains a credential in any case or an
+ * 8-character fragment of one (src/secrets.ts; e.g. `client_info.user` on 2.10), and anything shaped like a JWT
+ * or an nkey seed) are replaced by "[REDACTED]" and their JSON pointers listed in `masked`; a `reason`
+ * containing a credential becomes "redacted". A policy may add its own masks (see `MaskFunction`; the CLI evaluates
+ * `policy.mask_entrypoint`); the built-in masks always apply first, and if the policy mask fails the event is
+ * written WITHOUT its input rather than unmasked.
  *
  * Events are valid input for `nats-opa-callout eval`, which replays `input` through the policy. Because secrets
  * are masked, decisions that depend on a password or token cannot be reproduced exactly from the log alone.

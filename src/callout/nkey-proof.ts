@@ -82,7 +82,7 @@ export function proveNkey(
   return { status: "proven", nkey };
 }
 
-/** A verifier for client nkeys, apart from the one for server keys (a flood of client keys must not evict those). */
+/** A verifier for client nkeys, apart from the one for server keys (a flood of client keys must not evict them). */
 export function clientKeyVerifier(maxKeys = 1024): Verifier {
   return new Verifier(maxKeys);
 }

@@ -1,7 +1,7 @@
 /**
  * One authorization, transport-agnostic: bytes in → Outcome + reply bytes out.
  *
- *   decode (verify) → nkey proof → handler → validateGrant → user JWT → signed response (sealed if the request was)
+ *   decode (verify) → nkey proof → handler → validateGrant → user JWT → signed response (sealed like the request)
  *
  * Outcomes, fail closed:
  * - decode error → **abort** (no reply): the request is not authentic or not for us, so there is no
