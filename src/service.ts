@@ -487,13 +487,7 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
     throw err;
   }
   const conn = nc;
-  const sub: Subscription = conn.subscribe(cfg.nats.subject, {
-    queue: cfg.nats.queueGroup,
-    callback: onMessage,
-  });
-  await conn.flush();
-  setState("connected", conn.getServer());
-
+  // Status first: a refused reply is reported here, and replies start as soon as the subscription does.
   void (async () => {
     for await (const s of conn.status() as AsyncIterable<Status>) {
       replier.onStatus(s);
@@ -517,6 +511,13 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
       }
     }
   })().catch(() => {});
+
+  const sub: Subscription = conn.subscribe(cfg.nats.subject, {
+    queue: cfg.nats.queueGroup,
+    callback: onMessage,
+  });
+  await conn.flush();
+  setState("connected", conn.getServer());
 
   const closedP: Promise<void> = conn.closed().then((err) => {
     if (err)
