@@ -8,7 +8,9 @@
  * - `sent`: confirmed before the request's deadline and not refused;
  * - `failed`: the publish threw (larger than the server's max_payload, connection closed), the flush failed, or
  *   the server refused the reply subject (e.g. a callout user without `allow_responses`);
- * - `late`: not confirmed before the deadline: the server had given up on the request (the client saw a timeout).
+ * - `late`: not confirmed before the deadline: the server had given up on the request (the client saw a timeout),
+ *   or, when this process stalled between writing the reply and reading the confirmation, may have. Never
+ *   recorded as delivered on a guess.
  *
  * Replies published in the same tick share one flush. This module never logs.
  */
