@@ -249,6 +249,31 @@ function checkOptions(opts: CoreOptions): void {
   if (problems.length > 0) throw new ConfigError(problems);
 }
 
+const tooLarge = (what: string, max: number): CalloutError =>
+  new CalloutError("grant_too_large", `${what} exceeds the server's max_payload ${max}`);
+
+/**
+ * A lower bound on the size of the signed reply a grant would produce: every subject of its pub/sub allow and
+ * deny lists is written into the user JWT (quoted, comma-separated), and the JWT is base64url (4/3 larger) inside
+ * the response JWT, base64url again. Non-string entries count nothing (validation refuses them anyway).
+ */
+export function replyBytesLowerBound(grant: unknown): number {
+  let bytes = 0;
+  try {
+    for (const side of ["pub", "sub"] as const) {
+      const perm = (grant as Record<string, unknown> | null)?.[side] as Record<string, unknown> | undefined;
+      for (const list of ["allow", "deny"] as const) {
+        const l = perm?.[list];
+        if (!Array.isArray(l)) continue;
+        for (const subject of l) if (typeof subject === "string") bytes += Buffer.byteLength(subject) + 3;
+      }
+    }
+  } catch {
+    return 0; // a hostile getter: leave it to validation
+  }
+  return Math.floor((bytes * 16) / 9);
+}
+
 function denyReason(err: CalloutError): string {
   if (err instanceof AuthError) return err.message;
   if (err.code === "grant_too_large") return `${err.code}: ${err.message}`;
@@ -406,7 +431,12 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
       return abort(e.code, e.message, e, req);
     }
 
-    // 4. validate the grant
+    // 4. validate the grant (one that can never fit in a reply is denied before the costly checks)
+    const max = maxReplyBytes();
+    const atLeast = max === undefined ? 0 : replyBytesLowerBound(grant);
+    if (max !== undefined && atLeast > max) {
+      return deny(req, tooLarge(`allow response of at least ${atLeast} bytes`, max), req);
+    }
     let valid: Grant;
     try {
       valid = validateGrant(grant, req, { accounts: accountNames });
@@ -436,16 +466,8 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
       const userJwt = encodeJwt(claims, signer, afterMs);
       const reply = encodeResponse(req, { jwt: userJwt }, responseOptions(afterMs));
       timings.sign_us = us(t2, performance.now());
-      const max = maxReplyBytes();
       if (max !== undefined && reply.length > max) {
-        return deny(
-          req,
-          new CalloutError(
-            "grant_too_large",
-            `allow response of ${reply.length} bytes exceeds the server's max_payload ${max}`,
-          ),
-          req,
-        );
+        return deny(req, tooLarge(`allow response of ${reply.length} bytes`, max), req);
       }
       const nats = claims.nats as Record<string, unknown>;
       const issued: IssuedSummary = {

@@ -9,7 +9,8 @@
  *   recorded as abort `reply_late`, with the allow as `decided`;
  * - a reply the server refuses (a callout user without `allow_responses`) is recorded as abort `reply_failed`.
  *
- * Events and metrics are built exactly as `serve` builds them (cli/result.ts → audit.ts, metrics.ts).
+ * Events and metrics are built exactly as `serve` builds them (cli/result.ts → audit.ts, metrics.ts); the last
+ * test runs `serve` itself with a policy granting 100k subjects and reads its decision log and /metrics.
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -24,6 +25,14 @@ import { CalloutMetrics } from "../../src/metrics.js";
 import { decisionRecordFromResult, decisionSampleFromResult } from "../../src/cli/result.js";
 import { configModeSetup, serverMatrix, startNatsServer, type NatsServer } from "../helpers/nats-server.js";
 import { until } from "../helpers/clients.js";
+import {
+  fileDir,
+  startStack,
+  tryConnect,
+  waitUntil,
+  readDecisions,
+  type Stack,
+} from "../reliability/helpers.js";
 
 const ENTRYPOINT = "nats/authz/decision";
 const SUBJECTS = 100_000;
@@ -162,7 +171,7 @@ for (const sb of serverMatrix()) {
         assert.equal(result.reply, "sent");
         assert.match(
           (result.outcome as { reason: string }).reason,
-          /^grant_too_large: allow response of \d+ bytes exceeds the server's max_payload \d+$/,
+          /^grant_too_large: allow response of at least \d+ bytes exceeds the server's max_payload \d+$/,
         );
         assert.equal(result.result.issued, undefined, "nothing was issued");
         assert.equal(event.outcome, "deny");
@@ -241,3 +250,44 @@ for (const sb of serverMatrix()) {
     },
   );
 }
+
+describe("honest audit — the serve CLI", () => {
+  let stack: Stack | undefined;
+  after(async () => {
+    await stack?.close();
+  });
+
+  it(`a policy granting ${SUBJECTS} subjects: deny grant_too_large in the decision log and /metrics`, async () => {
+    const subjects = Array.from({ length: SUBJECTS }, (_, i) => `app.tenant.${i}.>`);
+    stack = await startStack({
+      dir: fileDir("audit-cli"),
+      policy: `package nats.authz
+
+import rego.v1
+
+decision := {"allow": true, "account": "APP", "pub": {"allow": data.subjects}, "sub": {"allow": ["_INBOX.>"]}}
+`,
+      files: { "data.json": JSON.stringify({ subjects }) },
+      // Evaluating and validating 100k subjects takes over a second on a busy machine: outlast it.
+      timeoutS: 10,
+    });
+    const s = stack;
+    const mark = s.server.output().length;
+    assert.match((await tryConnect(s.server.url, s.creds(1))) ?? "", /Authorization Violation/);
+    // The server received the deny and logged its reason: the client was refused, it did not time out.
+    await s.server.child().waitFor(/grant_too_large/, 10_000, mark);
+    const [event] = await waitUntil(
+      "the decision event",
+      async () => {
+        const all = readDecisions(s.decisionLog(0));
+        return all.length > 0 ? all : undefined;
+      },
+      10_000,
+    );
+    assert.deepEqual([event!.outcome, event!.code, event!.reply], ["deny", "grant_too_large", "sent"]);
+    assert.equal(event!.issued, undefined);
+    const metrics = await (await fetch(`${s.services[0]!.http}/metrics`)).text();
+    assert.match(metrics, /^nats_opa_callout_requests_total\{outcome="deny",code="grant_too_large"\} 1$/m);
+    assert.doesNotMatch(metrics, /requests_total\{outcome="allow"/);
+  });
+});

@@ -4,6 +4,7 @@ import { decode as natsDecode } from "@nats-io/jwt";
 import { AbortAuth, AuthError, ConfigError, PolicyEvalError } from "../../../src/errors.js";
 import {
   createAuthorizer,
+  replyBytesLowerBound,
   type AuthResult,
   type CoreOptions,
   type Handler,
@@ -364,7 +365,7 @@ describe("reply size and deadline", () => {
     assert.equal(r.outcome.kind === "deny" && r.outcome.code, "grant_too_large");
     assert.match(
       r.outcome.kind === "deny" ? r.outcome.reason : "",
-      /^grant_too_large: allow response of \d+ bytes exceeds the server's max_payload 16384$/,
+      /^grant_too_large: allow response of at least \d+ bytes exceeds the server's max_payload 16384$/,
     );
     assert.equal(r.issued, undefined);
     assert.ok(r.reply!.length <= 16 * 1024);
@@ -377,6 +378,19 @@ describe("reply size and deadline", () => {
       { maxReplyBytes: () => max },
     );
     assert.equal(again.r.outcome.kind, "allow");
+  });
+
+  test("a grant under the early estimate but over the limit once signed is denied too (exact size)", async () => {
+    const g: Grant = { ...grantAlice, pub: { allow: Array.from({ length: 300 }, (_, i) => `app.t.${i}.>`) } };
+    const max = replyBytesLowerBound(g) + 100; // the envelope and other claims add far more than 100 bytes
+    const { r } = await run(() => g, {}, { maxReplyBytes: max });
+    assert.equal(r.outcome.kind === "deny" && r.outcome.code, "grant_too_large");
+    const m = /allow response of (\d+) bytes exceeds/.exec(r.outcome.kind === "deny" ? r.outcome.reason : "");
+    assert.ok(m && Number(m[1]) > max, r.outcome.kind === "deny" ? r.outcome.reason : "");
+    // And the bound is a bound: the same grant with room to spare is allowed, its reply above the estimate.
+    const ok = await run(() => g, {}, { maxReplyBytes: 1024 * 1024 });
+    assert.equal(ok.r.outcome.kind, "allow");
+    assert.ok(ok.r.reply!.length >= replyBytesLowerBound(g));
   });
 
   test("a deny that does not fit either is an abort (never a failed publish)", async () => {
