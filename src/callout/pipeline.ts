@@ -15,7 +15,8 @@
  *   (`exp - iat`) since it was received, which holds whatever the clocks say.
  * - validateGrant fails → deny with its code (`decision_shape_error`, `account_not_allowed`, …).
  * - the signed allow response is larger than the server accepts (`maxReplyBytes`, the connection's
- *   `max_payload`) → deny with `grant_too_large` (a publish would fail and leave the client waiting).
+ *   `max_payload`) → deny with `grant_too_large` (a publish would fail and leave the client waiting). A grant
+ *   whose subject lists alone make the reply too large is denied so before validation and signing.
  * - signing/sealing fails → a signed deny if that still works, else abort. Never allow.
  *
  * This module never logs and never touches the network; the service wires it to NATS.
