@@ -22,7 +22,11 @@ export type ErrorCode =
   | "handler_error"
   | "auth_denied"
   | "auth_aborted"
-  | "overloaded";
+  | "overloaded"
+  | "grant_too_large"
+  | "reply_failed"
+  | "reply_late"
+  | "service_stopping";
 
 export class CalloutError extends Error {
   readonly code: ErrorCode;
