@@ -11,7 +11,8 @@
  * - handler throws AuthError → deny (its reason); AbortAuth → abort; any other throw → deny with
  *   code `handler_error` (or the CalloutError's own code), never the thrown message.
  * - the request expired while the handler ran → abort (`request_expired`): the server stopped listening.
- * - validateGrant fails → deny with its code (`decision_shape_error`, `account_not_allowed`, …).
+ * - validateGrant fails → deny with its code (`decision_shape_error`, `account_not_allowed`, …); for a handler that
+ *   is not injection-guarded (src/injection.ts), a client string verbatim in a subject → `subject_injection`.
  * - signing/sealing fails → a signed deny if that still works, else abort. Never allow.
  *
  * This module never logs and never touches the network; the service wires it to NATS.
@@ -29,6 +30,7 @@ import {
   type ErrorCode,
 } from "../errors.js";
 import { validateGrant } from "../grant.js";
+import { isGuarded, verbatimInjection } from "../injection.js";
 import type {
   AuthorizationRequest,
   Grant,
@@ -344,6 +346,9 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
     let valid: Grant;
     try {
       valid = validateGrant(grant, req, { accounts: accountNames });
+      // Guarded handlers (policies, guardHandler) probed for injection already; others get the verbatim check.
+      const injected = isGuarded(handler) ? undefined : verbatimInjection(valid, req);
+      if (injected !== undefined) throw injected;
     } catch (err) {
       const e =
         err instanceof CalloutError

@@ -1,0 +1,483 @@
+/**
+ * Subject injection, checked by behaviour instead of by spelling: a client-controlled string must not be able to put
+ * a wildcard (`*`, `>`), a token boundary (`.`), whitespace or a control character into what a login is granted
+ * (pub/sub allow and deny subjects, `resp`, the account, the user name, the tags), whatever the policy does to it
+ * (split, lower/upper, trim, replace, substring, concat, sprintf, regex, base64/hex/JSON/JWT decoding, …).
+ *
+ * How: when a client string carries one of those characters — in its raw text or in a layer it decodes to — the
+ * decision is repeated on *probes*: copies of the request where such characters are replaced by an inert
+ * placeholder (or a letter). If the probe is still allowed, its grant must have the same structure as the real one
+ * (same account and `resp`; for every subject, name and tag the same sequence of dangerous characters). A login
+ * whose allow needs the exact character (a password, a signed token, an exact lookup, a pattern that requires a dot
+ * at that place) is probed field by field, then character by character; a character that no probe can replace
+ * without losing the allow is vetted by the policy and left alone. Outcomes:
+ *
+ * - no client string carries a dangerous character → nothing to do (no extra evaluation);
+ * - a probe is allowed with a different structure → `subject_injection`, naming the request field(s), never values;
+ * - more probes needed than MAX_PROBES → `subject_injection` (fail closed).
+ *
+ * The module knows nothing of Rego: it takes a `decide(request) → grant | undefined` callback, so it guards any
+ * deterministic, side-effect-free decision function (policies always are; plain handlers opt in with guardHandler).
+ * Plain handlers that do not opt in get the weaker verbatim check, verbatimInjection.
+ */
+import { DecisionShapeError } from "./errors.js";
+import type { Handler } from "./callout/pipeline.js";
+import type { AuthorizationRequest, Grant } from "./types.js";
+
+/**
+ * `client_info` keys the server fills in itself. Every other key of `client_info`, and every key of `connect_opts`,
+ * is client-controlled — including keys a future server version adds (until they are classified here).
+ * `server_id`, `user_nkey`, `request_issuer`, `client_tls` and `derived` are server- or service-controlled.
+ */
+export const SERVER_CONTROLLED_CLIENT_INFO: ReadonlySet<string> = new Set([
+  "host",
+  "id",
+  "kind",
+  "type",
+  "nonce",
+]);
+
+// eslint-disable-next-line no-control-regex
+const DANGEROUS = /[.*>\s\u0000-\u001f\u007f-\u009f]/u;
+// eslint-disable-next-line no-control-regex
+const NOT_DANGEROUS = /[^.*>\s\u0000-\u001f\u007f-\u009f]/gu;
+
+/**
+ * The inert stand-in for a dangerous character: one BMP code point (so lengths, indexes and substring positions match
+ * the original), unchanged by lower/upper, not whitespace, not a word character, not a separator anyone splits on,
+ * valid inside a NATS subject token.
+ */
+export const PLACEHOLDER = "\u00a4"; // ¤
+/** The second stand-in, for patterns that refuse the placeholder but accept letters (`^[a-z.]+$`). */
+export const LETTER = "x";
+
+/** Most probe evaluations per request before failing closed. */
+export const MAX_PROBES = 64;
+/** Decoding depth (base64 inside JSON inside a JWT segment = 3). */
+const MAX_DEPTH = 4;
+/** Longest string we look into for encoded layers. */
+const MAX_DECODE_LENGTH = 16 * 1024;
+
+/** A client-controlled string and where it sits in the request (`connect_opts.user`, `client_info.tags[1]`). */
+export interface ClientString {
+  path: string;
+  value: string;
+}
+
+function collect(v: unknown, path: string, out: ClientString[]): void {
+  if (typeof v === "string") out.push({ path, value: v });
+  else if (Array.isArray(v)) v.forEach((item, i) => collect(item, `${path}[${i}]`, out));
+  else if (typeof v === "object" && v !== null) {
+    for (const [k, item] of Object.entries(v)) collect(item, `${path}.${k}`, out);
+  }
+  // Numbers and booleans: decode.ts admits only integers (protocol, id), whose text has none of the characters.
+}
+
+/** Every client-controlled string of the request, in a stable order. */
+export function clientStrings(req: AuthorizationRequest): ClientString[] {
+  const out: ClientString[] = [];
+  for (const [k, v] of Object.entries(req.connect_opts ?? {})) collect(v, `connect_opts.${k}`, out);
+  for (const [k, v] of Object.entries(req.client_info ?? {})) {
+    if (!SERVER_CONTROLLED_CLIENT_INFO.has(k)) collect(v, `client_info.${k}`, out);
+  }
+  return out;
+}
+
+// ---- occurrences: dangerous characters in the raw text and in decoded layers ----
+
+/** Which occurrences a rewrite replaces, and with what (raw characters only; JSON syntax has its own neutral forms). */
+interface Rewrite {
+  pick: (index: number) => boolean;
+  char: string;
+}
+
+/** Walks a string's layers in a fixed order, numbering dangerous occurrences; replaces the picked ones. */
+class Walker {
+  count = 0;
+  constructor(private readonly rw?: Rewrite) {}
+  occurrence(original: string, replacement: string = this.rw?.char ?? original): string {
+    const i = this.count++;
+    return this.rw !== undefined && this.rw.pick(i) ? replacement : original;
+  }
+}
+
+const fatalUtf8 = new TextDecoder("utf-8", { fatal: true });
+function utf8Text(bytes: Buffer): string | undefined {
+  try {
+    return fatalUtf8.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Number of dangerous occurrences in `s` (raw and decoded). */
+export function countOccurrences(s: string, depth = 0): number {
+  const w = new Walker();
+  walk(s, depth, w);
+  return w.count;
+}
+
+/** `s` with the picked occurrences replaced. */
+function rewriteString(s: string, rw: Rewrite): string {
+  return walk(s, 0, new Walker(rw));
+}
+
+function looksLikeJson(s: string): boolean {
+  const c = s.trimStart()[0];
+  if (c === undefined || !/[[{"\-0-9]/.test(c)) return false;
+  try {
+    JSON.parse(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function walk(s: string, depth: number, w: Walker): string {
+  if (depth < MAX_DEPTH && s.length <= MAX_DECODE_LENGTH && looksLikeJson(s)) return walkJson(s, depth, w);
+  let out = "";
+  let chunk = "";
+  for (const ch of s) {
+    if (DANGEROUS.test(ch)) {
+      out += walkChunk(chunk, depth, w) + w.occurrence(ch);
+      chunk = "";
+    } else chunk += ch;
+  }
+  return out + walkChunk(chunk, depth, w);
+}
+
+/**
+ * JSON text: string literals are decoded and walked (and re-encoded only when changed); outside them, whitespace is
+ * an occurrence whose neutral form is nothing, and a number's "." one whose neutral form is "0" (the text stays JSON).
+ */
+function walkJson(s: string, depth: number, w: Walker): string {
+  let out = "";
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i]!;
+    if (ch === '"') {
+      let j = i + 1;
+      while (j < s.length && s[j] !== '"') j += s[j] === "\\" ? 2 : 1;
+      const literal = s.slice(i, j + 1);
+      const value = JSON.parse(literal) as string;
+      const inner = walk(value, depth + 1, w);
+      out += inner === value ? literal : JSON.stringify(inner);
+      i = j;
+    } else if (/\s/.test(ch)) out += w.occurrence(ch, "");
+    else if (ch === ".") out += w.occurrence(ch, "0");
+    else out += ch;
+  }
+  return out;
+}
+
+/** A run of harmless characters that may still decode (hex, base64, base64url) to text with dangerous characters. */
+function walkChunk(c: string, depth: number, w: Walker): string {
+  if (depth >= MAX_DEPTH || c.length < 2 || c.length > MAX_DECODE_LENGTH) return c;
+  if (/^(?:[0-9a-fA-F]{2})+$/.test(c)) {
+    const text = utf8Text(Buffer.from(c, "hex"));
+    if (text !== undefined && countOccurrences(text, depth + 1) > 0) {
+      const hex = Buffer.from(walk(text, depth + 1, w), "utf8").toString("hex");
+      return c === c.toUpperCase() ? hex.toUpperCase() : hex;
+    }
+  }
+  const m = /^([A-Za-z0-9+/_-]+)(={0,2})$/.exec(c);
+  if (m !== null && m[1]!.length % 4 !== 1) {
+    const url = /[-_]/.test(c);
+    if (!(url && /[+/]/.test(c))) {
+      const bytes = Buffer.from(m[1]!, url ? "base64url" : "base64");
+      const reencode = (b: Buffer) => {
+        const t = b.toString(url ? "base64url" : "base64").replace(/=+$/, "");
+        return m[2] !== "" ? t.padEnd(Math.ceil(t.length / 4) * 4, "=") : t;
+      };
+      const text = reencode(bytes) === c ? utf8Text(bytes) : undefined;
+      if (text !== undefined && countOccurrences(text, depth + 1) > 0) {
+        return reencode(Buffer.from(walk(text, depth + 1, w), "utf8"));
+      }
+    }
+  }
+  return c;
+}
+
+// ---- fields and probes ----
+
+/** A client string with at least one dangerous occurrence. */
+export interface DangerousField extends ClientString {
+  occurrences: number;
+}
+
+/** The client strings that carry dangerous characters (raw or decoded); empty for most honest logins. */
+export function dangerousFields(req: AuthorizationRequest): DangerousField[] {
+  return clientStrings(req)
+    .map((f) => ({ ...f, occurrences: countOccurrences(f.value) }))
+    .filter((f) => f.occurrences > 0);
+}
+
+function setPath(root: Record<string, unknown>, path: string, value: string): void {
+  const keys = path.match(/[^.[\]]+/g) ?? [];
+  let node: Record<string, unknown> = root;
+  for (let i = 0; i < keys.length - 1; i++) node = node[keys[i]!] as Record<string, unknown>;
+  node[keys[keys.length - 1]!] = value;
+}
+
+/**
+ * A copy of `req` where, in each listed field, the occurrences chosen by `pick` (numbered per field) are replaced by
+ * `char`. The copy shares nothing mutable with `req`.
+ */
+export function neutralise(
+  req: AuthorizationRequest,
+  fields: readonly ClientString[],
+  char: string = PLACEHOLDER,
+  pick: (field: ClientString, index: number) => boolean = () => true,
+): AuthorizationRequest {
+  const copy = structuredClone(req) as unknown as Record<string, unknown>;
+  for (const f of fields) {
+    setPath(copy, f.path, rewriteString(f.value, { pick: (i) => pick(f, i), char }));
+  }
+  return copy as unknown as AuthorizationRequest;
+}
+
+// ---- structural comparison ----
+
+/** The dangerous characters of `s`, in order: "user.*.>" → ".*.>", "a b" → " ". */
+export function skeleton(s: string): string {
+  return s.replace(NOT_DANGEROUS, "");
+}
+
+function skeletons(v: unknown): string[] | undefined {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) return undefined;
+  return v.map((s) => (typeof s === "string" ? skeleton(s) : `\u0000${JSON.stringify(s)}`));
+}
+
+/** "equal", "lost" (the probe has only a part of the real list: some entries vanished) or "differs". */
+function compareList(real: unknown, probe: unknown): "equal" | "lost" | "differs" {
+  const r = skeletons(real);
+  const p = skeletons(probe);
+  if (r === undefined || p === undefined) return "differs";
+  const left = new Map<string, number>();
+  for (const k of r) left.set(k, (left.get(k) ?? 0) + 1);
+  for (const k of p) {
+    const n = left.get(k) ?? 0;
+    if (n === 0) return "differs";
+    left.set(k, n - 1);
+  }
+  return p.length === r.length ? "equal" : "lost";
+}
+
+function side(g: Record<string, unknown>, kind: string, list: string): unknown {
+  const p = g[kind];
+  return typeof p === "object" && p !== null ? (p as Record<string, unknown>)[list] : undefined;
+}
+
+/** How a probe's grant relates to the real one; see structuralDiff. */
+export interface Comparison {
+  /** Grant paths whose structure differs (injection). */
+  differs: string[];
+  /** Grant paths where the probe only lost entries (a decoder failed on the probe): not evidence either way. */
+  lost: string[];
+}
+
+/**
+ * Compares the real grant with a probe's: `account` and `resp` must be equal; pub/sub allow/deny and tags must have
+ * the same multiset of skeletons, `name` the same skeleton. A probe list that is a strict sub-multiset of the real one
+ * (or a probe without the real `name`) counts as *lost*, not as a difference: the neutralised text no longer decoded.
+ */
+export function compareGrants(real: unknown, probe: unknown): Comparison {
+  const r = (typeof real === "object" && real !== null ? real : {}) as Record<string, unknown>;
+  const p = (typeof probe === "object" && probe !== null ? probe : {}) as Record<string, unknown>;
+  const out: Comparison = { differs: [], lost: [] };
+  const record = (path: string, c: "equal" | "lost" | "differs") => {
+    if (c !== "equal") out[c].push(path);
+  };
+  record("account", r.account === p.account ? "equal" : "differs");
+  record("resp", JSON.stringify(r.resp) === JSON.stringify(p.resp) ? "equal" : "differs");
+  for (const kind of ["pub", "sub"]) {
+    for (const list of ["allow", "deny"]) {
+      record(`${kind}.${list}`, compareList(side(r, kind, list), side(p, kind, list)));
+    }
+  }
+  record(
+    "name",
+    compareList(r.name === undefined ? undefined : [r.name], p.name === undefined ? undefined : [p.name]),
+  );
+  record("tags", compareList(r.tags, p.tags));
+  return out;
+}
+
+/** Grant paths whose structure differs between the real grant and a probe's (lost entries count as different). */
+export function structuralDiff(real: unknown, probe: unknown): string[] {
+  const c = compareGrants(real, probe);
+  return [...c.differs, ...c.lost].sort();
+}
+
+// ---- the guard ----
+
+/** Decides a (probe) request: the granted object on allow, undefined on anything else (deny, abort, error). */
+export type Decide = (req: AuthorizationRequest) => Promise<unknown>;
+
+export interface InjectionFinding {
+  /** Request fields whose characters reached the grant's structure (paths, never values). */
+  fields: string[];
+  /** Grant paths that differed (`pub.allow`, `name`, …); empty when the probe budget ran out. */
+  grant: string[];
+  /** Probe evaluations spent. */
+  probes: number;
+}
+
+export interface InjectionCheck {
+  finding?: InjectionFinding;
+  /** Fields that carried dangerous characters (paths). */
+  fields: string[];
+  probes: number;
+}
+
+class OutOfProbes extends Error {}
+
+/**
+ * Checks an allowed grant against probes of the same request. `decide` must be the very decision function (same
+ * policy revision, same frozen time) that produced `realGrant`. Never throws for policy faults: a probe that throws
+ * counts as "not allowed".
+ */
+export async function checkInjection(
+  req: AuthorizationRequest,
+  realGrant: unknown,
+  decide: Decide,
+  maxProbes = MAX_PROBES,
+): Promise<InjectionCheck> {
+  const fields = dangerousFields(req);
+  const paths = fields.map((f) => f.path);
+  let probes = 0;
+  const probe = async (r: AuthorizationRequest): Promise<unknown> => {
+    if (probes >= maxProbes) throw new OutOfProbes();
+    probes++;
+    try {
+      return await decide(r);
+    } catch {
+      return undefined;
+    }
+  };
+  /**
+   * The grant paths whose structure a probe changes ([] = none), or undefined when the probe tells nothing: not
+   * allowed, or only lost entries (the neutralised text no longer passed a check or a decoder).
+   */
+  const differs = async (r: AuthorizationRequest): Promise<string[] | undefined> => {
+    const g = await probe(r);
+    if (g === undefined) return undefined;
+    const c = compareGrants(realGrant, g);
+    return c.differs.length === 0 && c.lost.length > 0 ? undefined : c.differs;
+  };
+  if (fields.length === 0) return { fields: paths, probes };
+  try {
+    const all = await differs(neutralise(req, fields));
+    if (all !== undefined && all.length === 0) return { fields: paths, probes };
+    // Either a structural difference (find the culprit fields) or the allow needs some exact character.
+    const culprits: string[] = [];
+    const grant = new Set(all ?? []);
+    for (const f of fields) {
+      const d = await differs(neutralise(req, [f]));
+      if (d !== undefined) {
+        if (d.length > 0) {
+          culprits.push(f.path);
+          d.forEach((p) => grant.add(p));
+        }
+        continue;
+      }
+      if (all !== undefined) continue; // naming only: a field whose probe is denied is not the culprit we look for
+      // The allow needs this field's exact text: try each character alone, as placeholder and as letter.
+      for (let i = 0; i < f.occurrences && !culprits.includes(f.path); i++) {
+        for (const char of [PLACEHOLDER, LETTER]) {
+          const one = await differs(neutralise(req, [f], char, (_f, k) => k === i));
+          if (one === undefined) continue; // this stand-in loses the allow; try the next one
+          if (one.length > 0) {
+            culprits.push(f.path);
+            one.forEach((p) => grant.add(p));
+          }
+          break;
+        }
+      }
+    }
+    if (all !== undefined && culprits.length === 0) culprits.push(...paths); // only the combination differs
+    if (culprits.length === 0) return { fields: paths, probes };
+    return { fields: paths, probes, finding: { fields: culprits, grant: [...grant].sort(), probes } };
+  } catch (err) {
+    if (!(err instanceof OutOfProbes)) throw err;
+    return { fields: paths, probes, finding: { fields: paths, grant: [], probes } };
+  }
+}
+
+/** The error a finding becomes: `subject_injection`, naming the request fields (the log and the server see them). */
+export function injectionError(finding: InjectionFinding): DecisionShapeError {
+  const what =
+    finding.grant.length > 0
+      ? `characters from these client fields change the structure of ${finding.grant.join(", ")}`
+      : `too many characters to check (more than ${MAX_PROBES} probes)`;
+  return new DecisionShapeError(finding.fields.join(","), what, "subject_injection");
+}
+
+/**
+ * The hook for a decision function: throws `subject_injection` (DecisionShapeError naming the request fields) when a
+ * probe finds one; records the fields that needed probes and the probe count in `meta.injection`.
+ */
+export async function enforceNoInjection(
+  req: AuthorizationRequest,
+  grant: unknown,
+  decide: Decide,
+  meta: Record<string, unknown>,
+): Promise<void> {
+  const check = await checkInjection(req, grant, decide);
+  if (check.probes > 0) meta.injection = { fields: check.fields, probes: check.probes };
+  if (check.finding !== undefined) throw injectionError(check.finding);
+}
+
+// ---- plain handlers ----
+
+const GUARDED = new WeakSet<Handler>();
+
+/** Marks a handler that checks injection itself (the policy handler), so the pipeline skips the verbatim check. */
+export function markGuarded(h: Handler): Handler {
+  GUARDED.add(h);
+  return h;
+}
+
+export function isGuarded(h: Handler): boolean {
+  return GUARDED.has(h);
+}
+
+/**
+ * Wraps a plain handler with the probe check. The handler must be deterministic and free of side effects for the
+ * grant (it is called again, on neutralised copies of the request, with a throwaway context), because probes are
+ * ordinary calls.
+ */
+export function guardHandler(handler: Handler): Handler {
+  const guarded: Handler = async (req, ctx) => {
+    const grant = await handler(req, ctx);
+    const decide: Decide = async (r) => handler(r, { decisionId: ctx.decisionId, now: ctx.now, meta: {} });
+    await enforceNoInjection(req, grant, decide, ctx.meta);
+    return grant;
+  };
+  return markGuarded(guarded);
+}
+
+/**
+ * The weak check for handlers that are not guarded: a client string that is not one safe subject token must not
+ * appear verbatim inside a granted subject. Returns the offending grant path, or undefined.
+ */
+export function verbatimInjection(grant: Grant, req: AuthorizationRequest): DecisionShapeError | undefined {
+  const unsafe = clientStrings(req).filter((f) => f.value.length > 0 && DANGEROUS.test(f.value));
+  if (unsafe.length === 0) return undefined;
+  for (const kind of ["pub", "sub"] as const) {
+    for (const list of ["allow", "deny"] as const) {
+      const subjects = grant[kind]?.[list] ?? [];
+      for (let i = 0; i < subjects.length; i++) {
+        const hit = unsafe.filter((f) => subjects[i]!.includes(f.value));
+        if (hit.length > 0) {
+          return new DecisionShapeError(
+            `${kind}.${list}[${i}]`,
+            `contains client field ${hit.map((f) => f.path).join(",")}, which is not a safe subject token`,
+            "subject_injection",
+          );
+        }
+      }
+    }
+  }
+  return undefined;
+}
