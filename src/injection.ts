@@ -99,6 +99,11 @@ class Walker {
     const i = this.count++;
     return this.rw !== undefined && this.rw.pick(i) ? replacement : original;
   }
+  /** True when one of the next `n` occurrences is picked. */
+  picks(n: number): boolean {
+    for (let i = this.count; i < this.count + n; i++) if (this.rw?.pick(i)) return true;
+    return false;
+  }
 }
 
 const fatalUtf8 = new TextDecoder("utf-8", { fatal: true });
@@ -133,17 +138,40 @@ function looksLikeJson(s: string): boolean {
   }
 }
 
+/**
+ * Occurrences are numbered in two readings of the same string: first as one encoded layer (see encodedLayer), then
+ * split at its raw dangerous characters with each harmless chunk walked again (a JWT: the two dots, then the
+ * segments). A rewrite that picks an occurrence of the encoded reading re-encodes the whole string (its raw dangerous
+ * characters go with it); otherwise the split reading is rewritten.
+ */
 function walk(s: string, depth: number, w: Walker): string {
   if (depth < MAX_DEPTH && s.length <= MAX_DECODE_LENGTH && looksLikeJson(s)) return walkJson(s, depth, w);
+  const layer = encodedLayer(s, depth);
+  if (layer !== undefined) {
+    const n = countOccurrences(layer.text, depth + 1);
+    if (w.picks(n)) {
+      const text = walk(layer.text, depth + 1, w);
+      const split = new Walker();
+      walkSplit(s, depth, split);
+      w.count += split.count;
+      return layer.encode(text);
+    }
+    w.count += n;
+  }
+  return walkSplit(s, depth, w);
+}
+
+function walkSplit(s: string, depth: number, w: Walker): string {
+  if (!DANGEROUS.test(s)) return s;
   let out = "";
   let chunk = "";
   for (const ch of s) {
     if (DANGEROUS.test(ch)) {
-      out += walkChunk(chunk, depth, w) + w.occurrence(ch);
+      out += walk(chunk, depth, w) + w.occurrence(ch);
       chunk = "";
     } else chunk += ch;
   }
-  return out + walkChunk(chunk, depth, w);
+  return out + walk(chunk, depth, w);
 }
 
 /**
@@ -169,32 +197,47 @@ function walkJson(s: string, depth: number, w: Walker): string {
   return out;
 }
 
-/** A run of harmless characters that may still decode (hex, base64, base64url) to text with dangerous characters. */
-function walkChunk(c: string, depth: number, w: Walker): string {
-  if (depth >= MAX_DEPTH || c.length < 2 || c.length > MAX_DECODE_LENGTH) return c;
-  if (/^(?:[0-9a-fA-F]{2})+$/.test(c)) {
-    const text = utf8Text(Buffer.from(c, "hex"));
+interface Layer {
+  text: string;
+  encode: (text: string) => string;
+}
+
+/**
+ * `s` read by a decoder a policy may apply, when the text holds dangerous characters: hex (strict, like the wasm
+ * `hex.decode`), else base64/base64url the lenient way the wasm decoders read it (characters outside both alphabets
+ * skipped, padding and trailing bits ignored: "K*g==", "Kh==" and "Kg" all decode to "*"). Re-encoding is canonical,
+ * in the original's alphabet and padding.
+ */
+function encodedLayer(s: string, depth: number): Layer | undefined {
+  if (depth >= MAX_DEPTH || s.length < 2 || s.length > MAX_DECODE_LENGTH) return undefined;
+  if (/^(?:[0-9a-fA-F]{2})+$/.test(s)) {
+    const text = utf8Text(Buffer.from(s, "hex"));
     if (text !== undefined && countOccurrences(text, depth + 1) > 0) {
-      const hex = Buffer.from(walk(text, depth + 1, w), "utf8").toString("hex");
-      return c === c.toUpperCase() ? hex.toUpperCase() : hex;
-    }
-  }
-  const m = /^([A-Za-z0-9+/_-]+)(={0,2})$/.exec(c);
-  if (m !== null && m[1]!.length % 4 !== 1) {
-    const url = /[-_]/.test(c);
-    if (!(url && /[+/]/.test(c))) {
-      const bytes = Buffer.from(m[1]!, url ? "base64url" : "base64");
-      const reencode = (b: Buffer) => {
-        const t = b.toString(url ? "base64url" : "base64").replace(/=+$/, "");
-        return m[2] !== "" ? t.padEnd(Math.ceil(t.length / 4) * 4, "=") : t;
+      const upper = s === s.toUpperCase();
+      return {
+        text,
+        encode: (t) => {
+          const hex = Buffer.from(t, "utf8").toString("hex");
+          return upper ? hex.toUpperCase() : hex;
+        },
       };
-      const text = reencode(bytes) === c ? utf8Text(bytes) : undefined;
-      if (text !== undefined && countOccurrences(text, depth + 1) > 0) {
-        return reencode(Buffer.from(walk(text, depth + 1, w), "utf8"));
-      }
     }
   }
-  return c;
+  const stripped = s.replace(/[^A-Za-z0-9+/_-]/g, "");
+  if (stripped.length < 2) return undefined;
+  const text = utf8Text(Buffer.from(stripped, "base64"));
+  if (text === undefined || countOccurrences(text, depth + 1) === 0) return undefined;
+  const url = /[-_]/.test(stripped) && !/[+/]/.test(stripped);
+  const padded = s.includes("=");
+  return {
+    text,
+    encode: (t) => {
+      const e = Buffer.from(t, "utf8")
+        .toString(url ? "base64url" : "base64")
+        .replace(/=+$/, "");
+      return padded ? e.padEnd(Math.ceil(e.length / 4) * 4, "=") : e;
+    },
+  };
 }
 
 // ---- fields and probes ----
