@@ -5,6 +5,7 @@
  * compiled Rego: test/property/injection.property.test.ts.
  */
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import { describe, test } from "node:test";
 import { DecisionShapeError } from "../../src/errors.js";
 import {
@@ -18,6 +19,7 @@ import {
   MAX_PROBES,
   neutralise,
   PLACEHOLDER,
+  signatureCanary,
   skeleton,
   structuralDiff,
   verbatimInjection,
@@ -306,6 +308,28 @@ describe("checkInjection", () => {
       request({ connect_opts: { auth_token: jwt({ sub: "*", iss: "https://idp.example" }) } }),
     );
     assert.deepEqual(hostile.finding?.fields, ["connect_opts.auth_token"]);
+  });
+
+  test("a JWS whose signature the policy verifies is vetted as a whole (one canary probe, not one per character)", async () => {
+    const key = "k";
+    const sign = (claims: unknown) => {
+      const body = `${b64url('{"alg":"HS256"}')}.${b64url(JSON.stringify(claims))}`;
+      return `${body}.${createHmac("sha256", key).update(body).digest("base64url")}`;
+    };
+    const d = policy((r) => {
+      const [h, p, sig] = r.connect_opts.auth_token!.split(".");
+      if (createHmac("sha256", key).update(`${h}.${p}`).digest("base64url") !== sig) return undefined;
+      return String(JSON.parse(Buffer.from(p!, "base64url").toString()).sub).replace(/\W/g, "_");
+    });
+    const c = await verdict(
+      d,
+      request({ connect_opts: { auth_token: sign({ sub: "a.b", iss: "https://idp.example" }) } }),
+    );
+    assert.equal(c.finding, undefined);
+    assert.equal(c.probes, 3); // all fields, the token field, the signature canary
+    assert.equal(signatureCanary(jwt({ sub: "x" })), `${jwt({ sub: "x" }).slice(0, -4)}A2ln`);
+    assert.equal(signatureCanary(`${b64url('{"alg":"none"}')}.${b64url("{}")}.c2ln`), undefined);
+    assert.equal(signatureCanary("a.b"), undefined);
   });
 
   test("a throwing probe counts as not allowed; running out of probes fails closed", async () => {
