@@ -244,29 +244,10 @@ for (const srv of serverMatrix()) {
           assert.ok(!c.lines.some((l) => l.startsWith("MSG ")), c.lines.join("\n"));
         }
         assert.equal((await decisionFor("*@evil.example")).kind, "deny");
-        const honest = goClient([
-          "-server",
-          server.url,
-          "-user",
-          "gopher@go.example",
-          "-pass",
-          "pw",
-          "-sub",
-          "user.gopher.>",
-        ]);
+        const gopher = ["-server", server.url, "-user", "gopher@go.example", "-pass", "pw"];
+        const honest = goClient([...gopher, "-sub", "user.gopher.>"]);
         await until(() => honest.lines.includes("SUBSCRIBED"), "the Go subscriber");
-        const pub = goClient([
-          "-server",
-          server.url,
-          "-user",
-          "gopher@go.example",
-          "-pass",
-          "pw",
-          "-pub",
-          "user.gopher.x",
-          "-data",
-          "hi",
-        ]);
+        const pub = goClient([...gopher, "-pub", "user.gopher.x", "-data", "hi"]);
         assert.equal(await pub.done, 0, pub.lines.join("\n"));
         await until(() => honest.lines.includes("MSG user.gopher.x hi"), "the Go client's own message");
         honest.stop();

@@ -25,20 +25,19 @@ import {
   verbatimInjection,
   type Decide,
 } from "../../src/injection.js";
+import { SMOKE_REQUEST } from "../../src/policy/input.js";
 import type { AuthorizationRequest, Grant } from "../../src/types.js";
 
+/** The smoke request reduced to alice with a password and no other client strings, plus `o`. */
 function request(
   o: { client_info?: Record<string, unknown>; connect_opts?: Record<string, unknown> } = {},
 ): AuthorizationRequest {
+  const { host, id, kind, type } = SMOKE_REQUEST.client_info;
+  const client_info = { host, id, kind, type, user: "alice", ...o.client_info };
   return {
-    server_id: { name: "s", host: "127.0.0.1", id: "NSERVER", version: "2.10.27" },
-    user_nkey: "UUSER",
-    client_info: { host: "10.1.2.3", id: 1, user: "alice", kind: "Client", type: "nats", ...o.client_info },
+    ...SMOKE_REQUEST,
+    client_info,
     connect_opts: { user: "alice", pass: "pw", protocol: 1, ...o.connect_opts },
-    request_issuer: "AISSUER",
-    issued_at: 0,
-    expires_at: 0,
-    encrypted: false,
   };
 }
 
