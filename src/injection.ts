@@ -61,14 +61,16 @@ const MAX_DECODE_LENGTH = 16 * 1024;
 /** A client-controlled string and where it sits in the request (`connect_opts.user`, `client_info.tags[1]`). */
 export interface ClientString {
   path: string;
+  /** The same path as keys, from the request's root. */
+  keys: readonly (string | number)[];
   value: string;
 }
 
-function collect(v: unknown, path: string, out: ClientString[]): void {
-  if (typeof v === "string") out.push({ path, value: v });
-  else if (Array.isArray(v)) v.forEach((item, i) => collect(item, `${path}[${i}]`, out));
+function collect(v: unknown, path: string, keys: readonly (string | number)[], out: ClientString[]): void {
+  if (typeof v === "string") out.push({ path, keys, value: v });
+  else if (Array.isArray(v)) v.forEach((item, i) => collect(item, `${path}[${i}]`, [...keys, i], out));
   else if (typeof v === "object" && v !== null) {
-    for (const [k, item] of Object.entries(v)) collect(item, `${path}.${k}`, out);
+    for (const [k, item] of Object.entries(v)) collect(item, `${path}.${k}`, [...keys, k], out);
   }
   // Numbers and booleans: decode.ts admits only integers (protocol, id), whose text has none of the characters.
 }
@@ -76,9 +78,11 @@ function collect(v: unknown, path: string, out: ClientString[]): void {
 /** Every client-controlled string of the request, in a stable order. */
 export function clientStrings(req: AuthorizationRequest): ClientString[] {
   const out: ClientString[] = [];
-  for (const [k, v] of Object.entries(req.connect_opts ?? {})) collect(v, `connect_opts.${k}`, out);
+  for (const [k, v] of Object.entries(req.connect_opts ?? {})) {
+    collect(v, `connect_opts.${k}`, ["connect_opts", k], out);
+  }
   for (const [k, v] of Object.entries(req.client_info ?? {})) {
-    if (!SERVER_CONTROLLED_CLIENT_INFO.has(k)) collect(v, `client_info.${k}`, out);
+    if (!SERVER_CONTROLLED_CLIENT_INFO.has(k)) collect(v, `client_info.${k}`, ["client_info", k], out);
   }
   return out;
 }
@@ -254,16 +258,15 @@ export function dangerousFields(req: AuthorizationRequest): DangerousField[] {
     .filter((f) => f.occurrences > 0);
 }
 
-function setPath(root: Record<string, unknown>, path: string, value: string): void {
-  const keys = path.match(/[^.[\]]+/g) ?? [];
-  let node: Record<string, unknown> = root;
-  for (let i = 0; i < keys.length - 1; i++) node = node[keys[i]!] as Record<string, unknown>;
+function setPath(root: Record<string, unknown>, keys: readonly (string | number)[], value: string): void {
+  let node = root as Record<string | number, unknown>;
+  for (let i = 0; i < keys.length - 1; i++) node = node[keys[i]!] as Record<string | number, unknown>;
   node[keys[keys.length - 1]!] = value;
 }
 
-function setField(req: AuthorizationRequest, path: string, value: string): AuthorizationRequest {
+function setField(req: AuthorizationRequest, f: ClientString, value: string): AuthorizationRequest {
   const copy = structuredClone(req) as unknown as Record<string, unknown>;
-  setPath(copy, path, value);
+  setPath(copy, f.keys, value);
   return copy as unknown as AuthorizationRequest;
 }
 
@@ -299,7 +302,7 @@ export function neutralise(
 ): AuthorizationRequest {
   const copy = structuredClone(req) as unknown as Record<string, unknown>;
   for (const f of fields) {
-    setPath(copy, f.path, rewriteString(f.value, { pick: (i) => pick(f, i), char }));
+    setPath(copy, f.keys, rewriteString(f.value, { pick: (i) => pick(f, i), char }));
   }
   return copy as unknown as AuthorizationRequest;
 }
@@ -454,7 +457,7 @@ export async function checkInjection(
       // A signed JWS whose signature the policy checks: every change to its text loses the allow, no need to try each.
       const canary = signatureCanary(f.value);
       if (canary !== undefined) {
-        const d = await differs(setField(req, f.path, canary));
+        const d = await differs(setField(req, f, canary));
         if (d === undefined) continue;
       }
       // The allow needs this field's exact text: try each character alone, as placeholder and as letter.

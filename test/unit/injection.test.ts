@@ -60,6 +60,7 @@ describe("client-controlled strings", () => {
         sig: "s",
         future_field: "f",
         nested: { deep: ["d"] },
+        "a.b[c]": "odd key",
       },
       client_info: {
         name: "cn",
@@ -84,6 +85,7 @@ describe("client-controlled strings", () => {
         "connect_opts.sig",
         "connect_opts.future_field",
         "connect_opts.nested.deep[0]",
+        "connect_opts.a.b[c]",
         "client_info.user",
         "client_info.name",
         "client_info.name_tag",
@@ -92,6 +94,12 @@ describe("client-controlled strings", () => {
         "client_info.mqtt_id",
         "client_info.new_key",
       ],
+    );
+    // Odd keys are rewritten in place, not parsed from the path.
+    const odd = request({ connect_opts: { "a.b[c]": "x.y" } });
+    assert.equal(
+      (neutralise(odd, dangerousFields(odd)).connect_opts as Record<string, unknown>)["a.b[c]"],
+      `x${PLACEHOLDER}y`,
     );
   });
 });
