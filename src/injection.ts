@@ -14,7 +14,8 @@
  *
  * - no client string carries a dangerous character → nothing to do (no extra evaluation);
  * - a probe is allowed with a different structure → `subject_injection`, naming the request field(s), never values;
- * - more probes needed than MAX_PROBES → `subject_injection` (fail closed).
+ * - more probes needed than MAX_PROBES, or more text to rewrite than MAX_PROBE_CHARS → `subject_injection`
+ *   (fail closed).
  *
  * The module knows nothing of Rego: it takes a `decide(request) → grant | undefined` callback, so it guards any
  * deterministic, side-effect-free decision function (policies always are; plain handlers opt in with guardHandler).
@@ -53,10 +54,12 @@ export const LETTER = "x";
 
 /** Most probe evaluations per request before failing closed. */
 export const MAX_PROBES = 64;
+/** Most characters rewritten into probes per request before failing closed (bounds the work a huge string causes). */
+export const MAX_PROBE_CHARS = 256 * 1024;
 /** Decoding depth (base64 inside JSON inside a JWT segment = 3). */
 const MAX_DEPTH = 4;
-/** Longest string we look into for encoded layers. */
-const MAX_DECODE_LENGTH = 16 * 1024;
+/** Longest string we look into for encoded layers: nats-server's default max_payload (1 MiB) bounds a request anyway. */
+const MAX_DECODE_LENGTH = 1024 * 1024;
 
 /** A client-controlled string and where it sits in the request (`connect_opts.user`, `client_info.tags[1]`). */
 export interface ClientString {
@@ -418,6 +421,17 @@ export async function checkInjection(
   const fields = dangerousFields(req);
   const paths = fields.map((f) => f.path);
   let probes = 0;
+  let chars = 0;
+  /** Rewrites `fs` (charged to the character budget) into a probe request. */
+  const rewrite = (
+    fs: readonly DangerousField[],
+    char?: string,
+    pick?: (f: ClientString, i: number) => boolean,
+  ) => {
+    chars += fs.reduce((n, f) => n + f.value.length, 0);
+    if (chars > MAX_PROBE_CHARS) throw new OutOfProbes();
+    return neutralise(req, fs, char, pick);
+  };
   const probe = async (r: AuthorizationRequest): Promise<unknown> => {
     if (probes >= maxProbes) throw new OutOfProbes();
     probes++;
@@ -439,13 +453,13 @@ export async function checkInjection(
   };
   if (fields.length === 0) return { fields: paths, probes };
   try {
-    const all = await differs(neutralise(req, fields));
+    const all = await differs(rewrite(fields));
     if (all !== undefined && all.length === 0) return { fields: paths, probes };
     // Either a structural difference (find the culprit fields) or the allow needs some exact character.
     const culprits: string[] = [];
     const grant = new Set(all ?? []);
     for (const f of fields) {
-      const d = await differs(neutralise(req, [f]));
+      const d = await differs(rewrite([f]));
       if (d !== undefined) {
         if (d.length > 0) {
           culprits.push(f.path);
@@ -461,9 +475,10 @@ export async function checkInjection(
         if (d === undefined) continue;
       }
       // The allow needs this field's exact text: try each character alone, as placeholder and as letter.
+      if (probes + f.occurrences > maxProbes) throw new OutOfProbes(); // fail fast: each needs a probe at least
       for (let i = 0; i < f.occurrences && !culprits.includes(f.path); i++) {
         for (const char of [PLACEHOLDER, LETTER]) {
-          const one = await differs(neutralise(req, [f], char, (_f, k) => k === i));
+          const one = await differs(rewrite([f], char, (_f, k) => k === i));
           if (one === undefined) continue; // this stand-in loses the allow; try the next one
           if (one.length > 0) {
             culprits.push(f.path);
@@ -487,7 +502,7 @@ export function injectionError(finding: InjectionFinding): DecisionShapeError {
   const what =
     finding.grant.length > 0
       ? `characters from these client fields change the structure of ${finding.grant.join(", ")}`
-      : `too many characters to check (more than ${MAX_PROBES} probes)`;
+      : `too much to check (budget: ${MAX_PROBES} probes, ${MAX_PROBE_CHARS} characters rewritten)`;
   return new DecisionShapeError(finding.fields.join(","), what, "subject_injection");
 }
 

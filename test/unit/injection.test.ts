@@ -16,6 +16,7 @@ import {
   guardHandler,
   isGuarded,
   LETTER,
+  MAX_PROBE_CHARS,
   MAX_PROBES,
   neutralise,
   PLACEHOLDER,
@@ -339,15 +340,26 @@ describe("checkInjection", () => {
     assert.equal(signatureCanary("a.b"), undefined);
   });
 
-  test("a throwing probe counts as not allowed; running out of probes fails closed", async () => {
-    const d: Decide = async (r) => {
-      if (r.connect_opts.pass !== "." + ".".repeat(80)) throw new Error("boom");
-      return { account: "APP" };
-    };
-    const req = request({ connect_opts: { pass: "." + ".".repeat(80) } });
-    const c = await checkInjection(req, await d(req), d);
-    assert.equal(c.probes, MAX_PROBES);
-    assert.deepEqual(c.finding, { fields: ["connect_opts.pass"], grant: [], probes: MAX_PROBES });
+  test("a throwing probe counts as not allowed; the probe and text budgets fail closed", async () => {
+    const exact =
+      (pass: string): Decide =>
+      async (r) => {
+        if (r.connect_opts.pass !== pass) throw new Error("boom");
+        return { account: "APP" };
+      };
+    // 40 dots a password needs, a budget of 41: 2 probes, then 2 + 40 > 41 → fail fast, no per-character probes.
+    const many = request({ connect_opts: { pass: ".".repeat(40) } });
+    const c1 = await checkInjection(many, { account: "APP" }, exact(".".repeat(40)), 41);
+    assert.deepEqual(c1.finding, { fields: ["connect_opts.pass"], grant: [], probes: 2 });
+    // 20 dots: up to 2 + 2 × 20 probes are needed; a budget of 30 runs out after 30.
+    const some = request({ connect_opts: { pass: ".".repeat(20) } });
+    const c2 = await checkInjection(some, { account: "APP" }, exact(".".repeat(20)), 30);
+    assert.equal(c2.finding?.probes, 30);
+    // A huge string: the text budget (MAX_PROBE_CHARS) stops the second rewrite, long before the probe budget.
+    const big = "a".repeat(MAX_PROBE_CHARS / 2) + ".";
+    const c3 = await checkInjection(request({ connect_opts: { pass: big } }), { account: "APP" }, exact(big));
+    assert.deepEqual(c3.finding, { fields: ["connect_opts.pass"], grant: [], probes: 1 });
+    assert.ok(MAX_PROBES >= 64);
   });
 });
 
