@@ -21,6 +21,7 @@
  * deterministic, side-effect-free decision function (policies always are; plain handlers opt in with guardHandler).
  * Plain handlers that do not opt in get the weaker verbatim check, verbatimInjection.
  */
+import { isUtf8 } from "node:buffer";
 import { DecisionShapeError } from "./errors.js";
 import type { Handler } from "./callout/pipeline.js";
 import type { AuthorizationRequest, Grant } from "./types.js";
@@ -55,7 +56,7 @@ export const LETTER = "x";
 /** Most probe evaluations per request before failing closed. */
 export const MAX_PROBES = 64;
 /** Most characters rewritten into probes per request before failing closed (bounds the work a huge string causes). */
-export const MAX_PROBE_CHARS = 256 * 1024;
+export const MAX_PROBE_CHARS = 128 * 1024;
 /** Decoding depth (base64 inside JSON inside a JWT segment = 3). */
 const MAX_DEPTH = 4;
 /** Longest string we look into for encoded layers: nats-server's default max_payload (1 MiB) bounds a request anyway. */
@@ -113,19 +114,26 @@ class Walker {
   }
 }
 
-const fatalUtf8 = new TextDecoder("utf-8", { fatal: true });
 function utf8Text(bytes: Buffer): string | undefined {
-  try {
-    return fatalUtf8.decode(bytes);
-  } catch {
-    return undefined;
-  }
+  return isUtf8(bytes) ? bytes.toString("utf8") : undefined;
 }
+
+/** Recent counts of long strings: nested layers are counted again at every level above them. */
+const counted = new Map<string, number>();
+const COUNT_MEMO_MIN_LENGTH = 64;
+const COUNT_MEMO_ENTRIES = 256;
 
 /** Number of dangerous occurrences in `s` (raw and decoded). */
 export function countOccurrences(s: string, depth = 0): number {
+  const key = s.length >= COUNT_MEMO_MIN_LENGTH ? `${depth}\u0000${s}` : undefined;
+  const known = key === undefined ? undefined : counted.get(key);
+  if (known !== undefined) return known;
   const w = new Walker();
   walk(s, depth, w);
+  if (key !== undefined) {
+    if (counted.size >= COUNT_MEMO_ENTRIES) counted.clear();
+    counted.set(key, w.count);
+  }
   return w.count;
 }
 
