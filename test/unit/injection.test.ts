@@ -26,8 +26,10 @@ import {
   verbatimInjection,
   type Decide,
 } from "../../src/injection.js";
+import { createPolicyEngine } from "../../src/policy/handler.js";
 import { SMOKE_REQUEST } from "../../src/policy/input.js";
 import type { AuthorizationRequest, Grant } from "../../src/types.js";
+import { buildWasmFixture, skipWithoutOpa } from "../helpers/opa.js";
 
 /** The smoke request reduced to alice with a password and no other client strings, plus `o`. */
 function request(
@@ -360,6 +362,47 @@ describe("checkInjection", () => {
     const c3 = await checkInjection(request({ connect_opts: { pass: big } }), { account: "APP" }, exact(big));
     assert.deepEqual(c3.finding, { fields: ["connect_opts.pass"], grant: [], probes: 1 });
     assert.ok(MAX_PROBES >= 64);
+  });
+});
+
+describe("policyHandler wiring (real opa build)", { skip: skipWithoutOpa }, () => {
+  test("probes run on the request's snapshot; ctx.meta keeps the real input and decision, plus the probe count", async () => {
+    const rego = `package naive
+
+import rego.v1
+
+default decision := {"allow": false}
+
+decision := {"allow": true, "account": "APP", "pub": {"allow": [sprintf("u.%s.>", [lower(input.connect_opts.name)])]}}
+`;
+    const { bundlePath } = buildWasmFixture({ "naive.rego": rego }, ["naive/decision"]);
+    const h = await createPolicyEngine({ bundle: bundlePath, entrypoint: "naive/decision", watch: false });
+    try {
+      const ctx = () => ({
+        decisionId: "d",
+        now: new Date("2030-01-01T00:00:00Z"),
+        meta: {} as Record<string, unknown>,
+      });
+      const ok = ctx();
+      assert.deepEqual(await h.handler(request({ connect_opts: { name: "Svc", lang: "nats.js" } }), ok), {
+        account: "APP",
+        pub: { allow: ["u.svc.>"] },
+      });
+      assert.deepEqual(ok.meta.injection, { fields: ["connect_opts.lang"], probes: 1 });
+      assert.equal((ok.meta.input as { connect_opts: { lang: string } }).connect_opts.lang, "nats.js");
+      const bad = ctx();
+      await assert.rejects(
+        async () => h.handler(request({ connect_opts: { name: "ALICE.*", lang: "nats.js" } }), bad),
+        (e: unknown) =>
+          e instanceof DecisionShapeError &&
+          e.code === "subject_injection" &&
+          e.field === "connect_opts.name",
+      );
+      assert.deepEqual((bad.meta.decision as { grant: Grant }).grant.pub, { allow: ["u.alice.*.>"] });
+      assert.equal((bad.meta.input as { connect_opts: { name: string } }).connect_opts.name, "ALICE.*");
+    } finally {
+      await h.close();
+    }
   });
 });
 
