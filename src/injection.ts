@@ -107,6 +107,10 @@ class Walker {
     const i = this.count++;
     return this.rw !== undefined && this.rw.pick(i) ? replacement : original;
   }
+  /** The stand-in this rewrite uses (undefined when only counting). */
+  replacement(): string | undefined {
+    return this.rw?.char;
+  }
   /** True when one of the next `n` occurrences is picked. */
   picks(n: number): boolean {
     for (let i = this.count; i < this.count + n; i++) if (this.rw?.pick(i)) return true;
@@ -176,17 +180,62 @@ function walk(s: string, depth: number, w: Walker): string {
   return walkSplit(s, depth, w);
 }
 
+/**
+ * A backslash escape that YAML double-quoted scalars (and JSON) turn into a character: `\x2a`, `\u002e`, `\U0000003e`,
+ * `\t`, `\N` (U+0085), `\_` (NBSP), `\L`, `\P`, `\ ` … Counted when it stands for a dangerous character.
+ */
+const ESCAPE = /\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0abtnvfreN_LP \t])/y;
+const NAMED_ESCAPES: Record<string, string> = {
+  "0": "\u0000",
+  a: "\u0007",
+  b: "\b",
+  t: "\t",
+  n: "\n",
+  v: "\v",
+  f: "\f",
+  r: "\r",
+  e: "\u001b",
+  N: "\u0085",
+  _: "\u00a0",
+  L: "\u2028",
+  P: "\u2029",
+  " ": " ",
+  "\t": "\t",
+};
+
+/** The dangerous character an escape at `s[i]` stands for, and the escape's length; undefined otherwise. */
+function dangerousEscape(s: string, i: number): string | undefined {
+  ESCAPE.lastIndex = i;
+  const m = ESCAPE.exec(s);
+  if (m === null) return undefined;
+  const e = m[0].slice(1);
+  const ch =
+    e.length === 1 ? NAMED_ESCAPES[e]! : String.fromCodePoint(Number.parseInt(e.slice(1), 16) % 0x110000);
+  return DANGEROUS.test(ch) ? m[0] : undefined;
+}
+
 function walkSplit(s: string, depth: number, w: Walker): string {
-  if (!DANGEROUS.test(s)) return s;
+  if (!DANGEROUS.test(s) && !s.includes("\\")) return s;
   let out = "";
   let chunk = "";
-  for (const ch of s) {
-    if (DANGEROUS.test(ch)) {
-      out += walk(chunk, depth, w) + w.occurrence(ch);
-      chunk = "";
-    } else chunk += ch;
+  let split = false;
+  for (let i = 0; i < s.length;) {
+    const escape = s[i] === "\\" ? dangerousEscape(s, i) : undefined;
+    const ch = escape ?? String.fromCodePoint(s.codePointAt(i)!);
+    i += ch.length;
+    if (escape === undefined && !DANGEROUS.test(ch)) {
+      chunk += ch;
+      continue;
+    }
+    split = true;
+    // An escape is replaced by the escaped form of the stand-in, so the text still unescapes (YAML, JSON).
+    const char = w.replacement();
+    const stand = escape !== undefined && char === PLACEHOLDER ? "\\u00a4" : char;
+    out += walk(chunk, depth, w) + w.occurrence(ch, stand);
+    chunk = "";
   }
-  return out + walk(chunk, depth, w);
+  // Only harmless backslashes: `s` is one chunk, already looked at by walk().
+  return split ? out + walk(chunk, depth, w) : s;
 }
 
 /**

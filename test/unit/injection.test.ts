@@ -138,6 +138,9 @@ describe("dangerous occurrences", () => {
       [jwt({ sub: "*" }), 3],
       [jwt({ sub: "alice" }), 2],
       [b64(JSON.stringify({ u: b64("*") })), 1],
+      ['u: "\\x2a\\u002E\\N"', 4],
+      ["DOMAIN\\bob", 1],
+      ["alice\\x41", 0],
     ] as const)
       assert.equal(countOccurrences(s), n, JSON.stringify(s));
   });
@@ -168,6 +171,8 @@ describe("dangerous occurrences", () => {
     assert.deepEqual(n.client_info.tags, [`a${PLACEHOLDER}b`]);
     assert.equal(n.client_info.user, "alice");
     // One occurrence at a time, with the letter.
+    const yaml = request({ connect_opts: { name: 'u: "\\x2a"' } });
+    assert.equal(neutralise(yaml, dangerousFields(yaml)).connect_opts.name, 'u:\u00a4"\\u00a4"');
     const one = neutralise(req, [fields[0]!], LETTER, (_f, i) => i === 1);
     assert.equal(one.connect_opts.user, "*@evilxexample");
     // The placeholder survives the case and trim functions policies use.
