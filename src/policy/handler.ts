@@ -72,8 +72,8 @@ export function policyHandler(store: PolicyStore, opts: PolicyHandlerOptions = {
     ctx.meta.decision = decision;
     switch (decision.kind) {
       case "allow":
-        if (decision.reason !== undefined) ctx.meta.reason = decision.reason;
         await enforceNoInjection(req, decision.grant, probe, ctx.meta);
+        if (decision.reason !== undefined) ctx.meta.reason = decision.reason;
         return decision.grant;
       case "deny":
         throw new AuthError(decision.reason);
