@@ -30,6 +30,18 @@ import { buildWasmFixture, skipWithoutOpa } from "../helpers/opa.js";
 const SEED = Number(process.env.INJECTION_PROPERTY_SEED ?? 20261129);
 const NUM_RUNS = Number(process.env.INJECTION_PROPERTY_RUNS ?? 150);
 
+/** `_t(v)` for a document decoder: the decoded string, or the decoded object's `u`. */
+function stringOrU(decoder: string): string {
+  return ["", ".u"]
+    .map(
+      (path) => `_t(v) := x if {
+	x := ${decoder}(v)${path}
+	is_string(x)
+}`,
+    )
+    .join("\n\n");
+}
+
 /** `_t(v)`: the transformation under test, one Rego function body per policy. */
 const TRANSFORMS: Record<string, string> = {
   sprintf: `_t(v) := sprintf("%s", [v])`,
@@ -50,28 +62,12 @@ _t(v) := v if not contains(v, "@")`,
   base64: `_t(v) := base64.decode(v)`,
   base64url: `_t(v) := base64url.decode(v)`,
   hex: `_t(v) := hex.decode(v)`,
-  json: `_t(v) := x if {
-	x := json.unmarshal(v)
-	is_string(x)
-}
-
-_t(v) := x if {
-	x := json.unmarshal(v).u
-	is_string(x)
-}`,
+  json: stringOrU("json.unmarshal"),
   jwt: `_t(v) := x if {
 	x := io.jwt.decode(v)[1].sub
 	is_string(x)
 }`,
-  yaml: `_t(v) := x if {
-	x := yaml.unmarshal(v)
-	is_string(x)
-}
-
-_t(v) := x if {
-	x := yaml.unmarshal(v).u
-	is_string(x)
-}`,
+  yaml: stringOrU("yaml.unmarshal"),
 };
 
 function policyFor(transform: string): string {
