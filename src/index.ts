@@ -91,6 +91,7 @@ export {
 } from "./callout/pipeline.js";
 export { signerFromSeed, xkeyFromSeed, type Signer, type XKey } from "./callout/keys.js";
 export { validateGrant, CONNECTION_TYPES } from "./grant.js";
+export { guardHandler } from "./injection.js";
 
 // Policy engine
 export {

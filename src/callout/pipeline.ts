@@ -19,6 +19,8 @@
  * - the signed allow response is larger than the server accepts (`maxReplyBytes`, the connection's
  *   `max_payload`) → deny with `grant_too_large` (a publish would fail and leave the client waiting). A grant
  *   whose subject lists alone make the reply too large is denied so before validation and signing.
+ * - validateGrant fails → deny with its code (`decision_shape_error`, `account_not_allowed`, …); for a handler that
+ *   is not injection-guarded (src/injection.ts), a client string verbatim in a subject → `subject_injection`.
  * - signing/sealing fails → a signed deny if that still works, else abort. Never allow.
  *
  * Every deny/abort/allow reason is redacted to "redacted" when it contains a credential of the request
@@ -41,6 +43,7 @@ import {
 } from "../errors.js";
 import { validateGrant } from "../grant.js";
 import { redactText, requestCredentials } from "../secrets.js";
+import { isGuarded, verbatimInjection } from "../injection.js";
 import type {
   AuthorizationRequest,
   Grant,
@@ -464,6 +467,9 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
     let valid: Grant;
     try {
       valid = validateGrant(grant, req, { accounts: accountNames });
+      // Guarded handlers (policies, guardHandler) probed for injection already; others get the verbatim check.
+      const injected = isGuarded(handler) ? undefined : verbatimInjection(valid, req);
+      if (injected !== undefined) throw injected;
     } catch (err) {
       const e =
         err instanceof CalloutError

@@ -5,9 +5,12 @@
  * `revision`, `entrypoint`, `eval_us`, `input`, `decision`, and `builtin_errors` when any builtin
  * failed; with `exposeEvaluate`, also `evaluate` (a SnapshotEvaluator bound to the request's snapshot and frozen
  * time, for the decision-log mask). Evaluation faults throw PolicyEvalError / DecisionShapeError (→ deny with that code).
+ * An allow whose client strings carry wildcard, dot, whitespace or control characters is re-checked on neutralised
+ * probes of the same snapshot and time (src/injection.ts): `subject_injection` when they change the grant's structure.
  */
 import type { SnapshotEvaluator } from "../audit.js";
 import { AbortAuth, AuthError, PolicyEvalError } from "../errors.js";
+import { enforceNoInjection, markGuarded } from "../injection.js";
 import type { Handler } from "../callout/pipeline.js";
 import type { Logger } from "../log.js";
 import type { Grant } from "../types.js";
@@ -48,7 +51,7 @@ function snapshotEvaluator(policy: ActivePolicy["policy"], nowNs: bigint): Snaps
 
 export function policyHandler(store: PolicyStore, opts: PolicyHandlerOptions = {}): Handler {
   const expose = opts.exposeEvaluate === true;
-  return (req, ctx): Grant => {
+  return markGuarded(async (req, ctx): Promise<Grant> => {
     const active = store.current();
     const entrypoint = opts.entrypoint ?? active.entrypoint;
     const input = buildInput(req);
@@ -69,6 +72,7 @@ export function policyHandler(store: PolicyStore, opts: PolicyHandlerOptions = {
     ctx.meta.decision = decision;
     switch (decision.kind) {
       case "allow":
+        await enforceNoInjection(req, decision.grant, probe, ctx.meta);
         if (decision.reason !== undefined) ctx.meta.reason = decision.reason;
         return decision.grant;
       case "deny":
@@ -76,7 +80,13 @@ export function policyHandler(store: PolicyStore, opts: PolicyHandlerOptions = {
       case "abort":
         throw new AbortAuth(decision.reason);
     }
-  };
+
+    /** The same snapshot and instant on a neutralised copy of the request: its grant on allow, else undefined. */
+    async function probe(r: typeof req): Promise<unknown> {
+      const d = toDecision(active.policy.evaluate(buildInput(r), entrypoint, { nowNs }).result);
+      return d.kind === "allow" ? d.grant : undefined;
+    }
+  });
 }
 
 export interface CreatePolicyEngineOptions {
