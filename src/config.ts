@@ -13,6 +13,7 @@ import { dirname, resolve as resolvePath } from "node:path";
 import { fromCurveSeed, fromPublic, fromSeed } from "@nats-io/nkeys";
 import { CORE_DEFAULTS } from "./callout/defaults.js";
 import { ConfigError } from "./errors.js";
+import { POOL_DEFAULTS } from "./policy/limits.js";
 
 // ---------------------------------------------------------------------------------------------------
 // Input shape
@@ -71,6 +72,10 @@ export interface ServiceConfig {
     mask_entrypoint?: string;
     watch?: boolean;
     opa_binary?: string;
+    eval_workers?: number;
+    eval_timeout_ms?: number;
+    max_data_bytes?: number;
+    max_memory_mb?: number;
   };
   log?: { level?: LogLevel; format?: LogFormat };
   decision_log?: { destination?: string };
@@ -377,6 +382,47 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
     default: "opa",
     description: "opa executable used to compile policy.dir.",
   },
+  // ---- evaluation limits (src/policy/limits.ts; docs/operations.md "Evaluation limits") ----
+  {
+    path: "policy.eval_workers",
+    type: "integer",
+    kind: "integer",
+    default: POOL_DEFAULTS.workers,
+    min: 1,
+    max: 64,
+    description:
+      "Worker threads that evaluate the policy, each with its own wasm instance and copy of the data. A slow evaluation holds one worker; the others keep answering.",
+  },
+  {
+    path: "policy.eval_timeout_ms",
+    type: "integer",
+    kind: "integer",
+    default: POOL_DEFAULTS.timeoutMs,
+    min: 10,
+    max: 60_000,
+    description:
+      "Longest evaluation: past it the request is denied with policy_timeout and its worker is replaced. A request is also answered no later than its own expiry. Keep it well under the server's auth timeout.",
+  },
+  {
+    path: "policy.max_data_bytes",
+    type: "integer",
+    kind: "integer",
+    default: POOL_DEFAULTS.maxDataBytes,
+    min: 1024,
+    max: 1_073_741_824,
+    description:
+      "Largest data document (data.json / data.yaml files, or a bundle's data.json) a revision may load; a larger one fails the reload and the last good revision keeps serving.",
+  },
+  {
+    path: "policy.max_memory_mb",
+    type: "integer",
+    kind: "integer",
+    default: POOL_DEFAULTS.maxMemoryMb,
+    min: 4,
+    max: 4096,
+    description:
+      "Wasm memory ceiling of each evaluation instance, MiB. Loaded data takes several times its JSON size; data that does not fit fails the reload, an evaluation that runs out fails with policy_eval_error.",
+  },
   {
     path: "log.level",
     type: LOG_LEVELS.map((l) => `"${l}"`).join(" | "),
@@ -482,6 +528,15 @@ export interface ResolvedPolicy {
   /** Seconds between content-hash polls while watching (0 = file events only). */
   pollSeconds: number;
   opaBinary: string;
+  /** Evaluation limits (policy.eval_workers, …); absent = src/policy/limits.ts defaults. */
+  evaluation?: ResolvedEvaluation;
+}
+
+export interface ResolvedEvaluation {
+  workers: number;
+  timeoutMs: number;
+  maxDataBytes: number;
+  maxMemoryMb: number;
 }
 
 export type DecisionLogDestination = { kind: "stdout" } | { kind: "off" } | { kind: "file"; path: string };
@@ -1055,6 +1110,12 @@ export function resolveConfig(input: unknown, options: ResolveOptions = {}): Res
     };
     const mask = values.get("policy.mask_entrypoint") as string | undefined;
     if (mask !== undefined) policy.maskEntrypoint = mask;
+    policy.evaluation = {
+      workers: get<number>("policy.eval_workers"),
+      timeoutMs: get<number>("policy.eval_timeout_ms"),
+      maxDataBytes: get<number>("policy.max_data_bytes"),
+      maxMemoryMb: get<number>("policy.max_memory_mb"),
+    };
     if (dir !== undefined) policy.dir = checkFile(dir, "policy.dir", baseDir, problems, true);
     if (bundle !== undefined) policy.bundle = checkFile(bundle, "policy.bundle", baseDir, problems);
   } else if (options.requirePolicy) {
@@ -1066,6 +1127,10 @@ export function resolveConfig(input: unknown, options: ResolveOptions = {}): Res
       "policy.watch",
       "policy.poll_seconds",
       "policy.opa_binary",
+      "policy.eval_workers",
+      "policy.eval_timeout_ms",
+      "policy.max_data_bytes",
+      "policy.max_memory_mb",
     ]) {
       if (given(f)) problems.push({ field: f, message: "needs policy.dir or policy.bundle" });
     }

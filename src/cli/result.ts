@@ -1,7 +1,7 @@
 /**
  * Maps the service's per-request result (ResultEvent) to what the decision log and the metrics need.
  */
-import type { DecisionRecord, IssuedEvent, SnapshotEvaluator } from "../audit.js";
+import type { DecisionRecord, EvalErrorInfo, IssuedEvent, SnapshotEvaluator } from "../audit.js";
 import type { DecisionSample } from "../metrics.js";
 import type { ResultEvent } from "../service.js";
 
@@ -58,6 +58,8 @@ export function decisionRecordFromResult(ev: ResultEvent, entrypoint: string): D
   if (ev.error !== undefined || (o.kind !== "allow" && !["auth_denied", "auth_aborted"].includes(o.code))) {
     rec.error = true;
   }
+  if (typeof meta.eval_error === "object" && meta.eval_error !== null)
+    rec.eval_error = meta.eval_error as EvalErrorInfo;
   const revision = str(meta.revision);
   if (revision !== undefined) rec.revision = revision;
   rec.entrypoint = str(meta.entrypoint) ?? entrypoint;

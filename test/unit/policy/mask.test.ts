@@ -184,13 +184,16 @@ describe("policy decision-log mask", { skip: skipWithoutOpa }, () => {
     assert.equal((fresh.input as Doc).connect_opts.lang, MASK, "new rule");
     assert.equal((fresh.input as Doc).client_info.name, CONN_NAME);
 
-    // Without an evaluator (no policy decided it, e.g. a dropped request) the active snapshot masks it ...
+    // Without an evaluator (no policy decided it, e.g. a dropped request) the policy mask cannot run: the
+    // decision log leaves the input out rather than log what the rule would have hidden ...
     const dropped = await decide(h.handler, "alice", PASS);
     dropped.result.meta = {};
     dropped.dropped = "queue_full";
     const d = c.record(dropped);
-    assert.equal((d.input as Doc).connect_opts.lang, MASK);
-    // ... but a record that names a revision no longer active is never masked with another revision's rule.
+    assert.equal(d.input, undefined);
+    assert.equal(d.input_dropped, "mask_error");
+    c.drops.length = 0;
+    // ... and a record that names a revision no longer active is never masked with another revision's rule.
     const stale = decisionRecordFromResult(before, "nats/authz/decision");
     delete stale.evaluate;
     const log = createDecisionLog({ sink: () => {}, mask });
