@@ -150,6 +150,7 @@ describe("resolveConfig: defaults", () => {
       watch: true,
       pollSeconds: 10,
       opaBinary: "opa",
+      evaluation: { workers: 2, timeoutMs: 500, maxDataBytes: 8 * 1024 * 1024, maxMemoryMb: 256 },
     });
   });
 

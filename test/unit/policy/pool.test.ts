@@ -7,7 +7,7 @@
  * credentials. Nothing here asserts speed: the slow paths run for seconds, far past the deadline.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -17,69 +17,13 @@ import type { Logger } from "../../../src/log.js";
 import { createPolicyEngine, type PolicyEngineHandle } from "../../../src/policy/handler.js";
 import { SMOKE_REQUEST } from "../../../src/policy/input.js";
 import type { AuthorizationRequest, Grant } from "../../../src/types.js";
-import { CAPABILITIES, OPA_BIN, skipWithoutOpa } from "../../helpers/opa.js";
+import { until } from "../../helpers/clients.js";
+import { CAPABILITIES, FIXTURES, OPA_BIN, skipWithoutOpa } from "../../helpers/opa.js";
 
 const common = { capabilities: CAPABILITIES, opaBin: OPA_BIN ?? "opa", watch: false } as const;
 
 /** A policy with hostile and faulty paths, each selected by the user name the client sends. */
-export const HOSTILE_REGO = `package nats.authz
-
-default decision := {"allow": false, "reason": "not_authorized"}
-
-decision := {
-	"allow": true,
-	"account": "APP",
-	"name": input.connect_opts.user,
-	"pub": {"allow": ["app.>"]},
-	"sub": {"allow": ["app.>", "_INBOX.>"]},
-	"expires_in": 60,
-	"reason": "ok",
-} if {
-	startswith(input.connect_opts.user, "ok-")
-	input.connect_opts.pass == data.password
-}
-
-# ~n² steps: seconds for n = 30000.
-decision := {"allow": false, "reason": "slow"} if {
-	input.connect_opts.user == "slow"
-	r := numbers.range(1, 30000)
-	count([1 | some i in r; some j in r; i == j; i < 0]) > 0
-}
-
-decision := {"allow": false, "reason": "pad"} if {
-	input.connect_opts.user == "pad"
-	count(sprintf("%0300000000d", [1])) > 0
-}
-
-decision := {"allow": false, "reason": "one"} if input.connect_opts.user == "conflict"
-
-decision := {"allow": false, "reason": "two"} if input.connect_opts.user == "conflict"
-
-decision := {"allow": false, "reason": "hex"} if {
-	input.connect_opts.user == "hex"
-	hex.decode(input.connect_opts.pass) == "x"
-}
-
-decision := {"allow": false, "reason": "yaml"} if {
-	input.connect_opts.user == "yaml"
-	yaml.unmarshal(input.connect_opts.pass) == "x"
-}
-
-decision := {"allow": false, "reason": "split"} if {
-	input.connect_opts.user == "split"
-	count(regex.split(input.connect_opts.pass, "a,b")) > 5
-}
-
-decision := {"allow": true, "account": "APP", "reason": "number"} if {
-	input.connect_opts.user == "num"
-	to_number(input.connect_opts.pass) > 0
-}
-
-decision := {"allow": true, "account": "APP", "reason": "divided"} if {
-	input.connect_opts.user == "div"
-	1 / count(input.connect_opts.pass) > 0
-}
-`;
+const HOSTILE_REGO = readFileSync(path.join(FIXTURES, "hostile", "authz.rego"), "utf8");
 
 const PASSWORD = "ok-password-1";
 
@@ -134,14 +78,6 @@ function memoryLogger(): Logger & { lines: { level: string; obj: Record<string, 
     child: () => logger,
   };
   return logger;
-}
-
-async function until(cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** The handler's outcome: the grant, or the error's code. */

@@ -24,6 +24,7 @@ import { SMOKE_REQUEST, buildInput } from "../../../src/policy/input.js";
 import { takeSnapshot } from "../../../src/policy/snapshot.js";
 import { PolicyStore, type ReloadEvent } from "../../../src/policy/store.js";
 import { PolicyWatcher } from "../../../src/policy/watcher.js";
+import { until } from "../../helpers/clients.js";
 import { CAPABILITIES, FIXTURES, OPA_BIN, skipWithoutOpa } from "../../helpers/opa.js";
 
 const EP = "nats/authz/decision";
@@ -51,7 +52,10 @@ const opts = {
   writeFinishMs: 80,
 };
 
-async function started(source: { dir: string } | { bundle: string }, extra: { pollMs?: number } = {}) {
+async function started(
+  source: { dir: string } | { bundle: string },
+  extra: { pollMs?: number; watch?: boolean } = {},
+) {
   const store = new PolicyStore();
   const events: ReloadEvent[] = [];
   store.on("reload", (e) => events.push(e));
@@ -263,6 +267,49 @@ describe("policy hot reload", { skip: skipWithoutOpa }, () => {
     assert.equal(e.error?.file, "data.json");
     assert.equal(e.error?.line, 2);
     assert.equal(store.current().revision, r1);
+  });
+
+  test("one broken save is one failure: neither the poll nor a file event retries the same content", async () => {
+    const dir = tmpCopy();
+    // No file events and no poll timer: the test runs every reload and poll tick itself, so each is counted.
+    const { store, watcher } = await started({ dir }, { watch: false });
+    writeFileSync(authz(dir), "package nats.authz\n\ndecision := {\n");
+    assert.equal((await watcher.reload()).result, "error", "the save, as a file event reloads it");
+    await watcher.poll();
+    await watcher.poll();
+    assert.equal((await watcher.reload()).result, "unchanged", "a non-forced reload skips the failed content");
+    assert.deepEqual(store.status().reloads, { ok: 1, failed: 1 });
+    // a forced reload (SIGHUP, an operator) does try again
+    assert.equal((await watcher.reload(true)).result, "error");
+    assert.deepEqual(store.status().reloads, { ok: 1, failed: 2 });
+    // a different broken save is a new failure; going back to good recovers
+    writeFileSync(authz(dir), "package nats.authz\n\ndecision := {{\n");
+    await watcher.poll();
+    assert.deepEqual(store.status().reloads, { ok: 1, failed: 3 });
+    cpSync(path.join(FIXTURES, "basic", "authz.rego"), authz(dir));
+    writeFileSync(authz(dir), `${read(authz(dir))}\n# fixed\n`);
+    await watcher.poll();
+    assert.equal(store.status().reloads.ok, 2);
+    assert.equal(store.status().lastError, undefined);
+  });
+
+  test("close() while the poll re-watches a recreated directory leaves no file watcher open", async () => {
+    const dir = tmpCopy();
+    const { watcher } = await started({ dir }, { pollMs: 0 });
+    const internals = watcher as unknown as { fsWatcher?: { closed: boolean } };
+    const first = internals.fsWatcher;
+    assert.ok(first);
+    rmSync(dir, { recursive: true, force: true });
+    await watcher.poll(); // the root is gone: noted, nothing to load
+    cpSync(path.join(FIXTURES, "basic"), dir, { recursive: true });
+    const polling = watcher.poll(); // closes the old watcher, starts a new one
+    await until(() => internals.fsWatcher !== undefined && internals.fsWatcher !== first, "the new watcher");
+    const second = internals.fsWatcher;
+    await watcher.close();
+    await polling;
+    assert.equal(first.closed, true);
+    assert.equal(second?.closed, true, "the watcher started during the re-watch is closed too");
+    assert.equal(internals.fsWatcher, undefined);
   });
 
   test("files that are not policy (cases, notes) do not cause reloads", async () => {
