@@ -94,6 +94,8 @@ function newWorker(init: WorkerInit): Worker {
   return new Worker(boot, { eval: true, workerData: init });
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 function toArrayBuffer(data: Uint8Array | ArrayBuffer): ArrayBuffer {
   if (data instanceof ArrayBuffer) return data;
   return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
@@ -244,7 +246,8 @@ export class EvaluatorPool {
           this.maybeFinishRetire();
         },
       };
-      if (opts.deadlineAt !== undefined) {
+      // (setTimeout turns anything beyond 2^31-1 ms into 1 ms: a far deadline sets no timer)
+      if (opts.deadlineAt !== undefined && opts.deadlineAt - Date.now() <= MAX_TIMER_MS) {
         const ms = Math.max(0, opts.deadlineAt - Date.now());
         job.answerTimer = setTimeout(() => {
           const queued = this.queue.indexOf(job);
