@@ -16,5 +16,5 @@ export const POOL_DEFAULTS = {
   /** Wasm memory ceiling per instance (one instance per worker), MiB. */
   maxMemoryMb: 256,
   /** How long a replaced revision keeps answering requests that took it before the swap, ms. */
-  retireGraceMs: 5_000,
+  retireGraceMs: 2_000,
 } as const;
