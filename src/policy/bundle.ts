@@ -129,7 +129,13 @@ export async function buildBundle(snapshot: PolicySnapshot, opts: BuildOptions):
     const caps = opts.capabilities ?? defaultCapabilitiesPath();
     if (caps) args.push("--capabilities", path.resolve(caps));
     args.push("-r", snapshot.revision, "-o", out, ".");
-    const bin = opts.opaBin ?? "opa";
+    // opa runs with cwd = the temp copy: a relative binary path is resolved here, a bare name via PATH
+    const bin =
+      opts.opaBin === undefined
+        ? "opa"
+        : opts.opaBin.includes(path.sep)
+          ? path.resolve(opts.opaBin)
+          : opts.opaBin;
     await new Promise<void>((resolve, reject) => {
       execFile(
         bin,

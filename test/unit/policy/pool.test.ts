@@ -17,6 +17,9 @@ import type { Logger } from "../../../src/log.js";
 import { createPolicyEngine, type PolicyEngineHandle } from "../../../src/policy/handler.js";
 import { SMOKE_REQUEST } from "../../../src/policy/input.js";
 import type { AuthorizationRequest, Grant } from "../../../src/types.js";
+import { buildDecisionEvent } from "../../../src/audit.js";
+import { decisionRecordFromResult } from "../../../src/cli/result.js";
+import type { ResultEvent } from "../../../src/service.js";
 import { until } from "../../helpers/clients.js";
 import { CAPABILITIES, FIXTURES, OPA_BIN, skipWithoutOpa } from "../../helpers/opa.js";
 
@@ -207,6 +210,42 @@ describe("bounded evaluation (worker pool)", { skip: skipWithoutOpa }, () => {
     assert.equal(line?.level, "warn");
     assert.equal(line?.obj.message, msg);
     assert.ok(!JSON.stringify(logger.lines).includes(secret));
+  });
+
+  test("the decision event carries the fault's cause (eval_error), never the credential", async () => {
+    const c = ctx("event");
+    const r = req("conflict", "conflict-secret-pw");
+    let code = "";
+    try {
+      await h.handler(r, c);
+    } catch (err) {
+      code = (err as CalloutError).code;
+    }
+    assert.equal(code, "policy_eval_error");
+    const now = new Date();
+    const ev = buildDecisionEvent(
+      decisionRecordFromResult(
+        {
+          decisionId: "event",
+          receivedAt: now,
+          queue_us: 0,
+          replied: true,
+          result: {
+            decisionId: "event",
+            outcome: { kind: "deny", code: "policy_eval_error", reason: "policy_eval_error" },
+            request: r,
+            meta: c.meta,
+            timings: { decode_us: 0, handler_us: 0, sign_us: 0, total_us: 0 },
+          },
+        } as ResultEvent,
+        "nats/authz/decision",
+      ),
+    );
+    assert.equal(ev.code, "policy_eval_error");
+    assert.equal(ev.eval_error?.code, "policy_eval_error");
+    assert.equal(ev.eval_error?.file, "authz.rego");
+    assert.match(ev.eval_error?.message ?? "", /conflict/);
+    assert.ok(!JSON.stringify(ev).includes("conflict-secret-pw"));
   });
 
   test("wasm-native builtin errors (to_number, division by zero) and invalid YAML cannot be seen: undefined", async () => {

@@ -277,7 +277,11 @@ describe("policy hot reload", { skip: skipWithoutOpa }, () => {
     assert.equal((await watcher.reload()).result, "error", "the save, as a file event reloads it");
     await watcher.poll();
     await watcher.poll();
-    assert.equal((await watcher.reload()).result, "unchanged", "a non-forced reload skips the failed content");
+    assert.equal(
+      (await watcher.reload()).result,
+      "unchanged",
+      "a non-forced reload skips the failed content",
+    );
     assert.deepEqual(store.status().reloads, { ok: 1, failed: 1 });
     // a forced reload (SIGHUP, an operator) does try again
     assert.equal((await watcher.reload(true)).result, "error");
