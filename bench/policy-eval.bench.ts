@@ -144,6 +144,7 @@ async function main(): Promise<void> {
       `pool evaluate, one at a time (${active.policy.stats().workers} workers): p50 ${ev.p50.toFixed(1)} µs, p99 ${ev.p99.toFixed(1)} µs, mean ${ev.mean.toFixed(1)} µs`,
     );
     const inFlight = 32;
+    const elu0 = performance.eventLoopUtilization();
     const t1 = performance.now();
     let next = 0;
     await Promise.all(
@@ -155,8 +156,10 @@ async function main(): Promise<void> {
       }),
     );
     const perEval = ((performance.now() - t1) * 1000) / evals;
+    const busy = performance.eventLoopUtilization(elu0).active;
     console.log(
-      `pool evaluate, ${inFlight} in flight: ${perEval.toFixed(1)} µs per evaluation (${Math.round(1e6 / perEval)} evaluations/s)`,
+      `pool evaluate, ${inFlight} in flight: ${perEval.toFixed(1)} µs per evaluation (${Math.round(1e6 / perEval)} evaluations/s), ` +
+        `serving thread busy ${((busy * 1000) / evals).toFixed(1)} µs per evaluation (the rest runs in the workers)`,
     );
     const now = new Date();
     let allowed = 0;
