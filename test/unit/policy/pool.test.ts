@@ -14,6 +14,7 @@ import { after, before, describe, test } from "node:test";
 import type { HandlerContext } from "../../../src/callout/pipeline.js";
 import { AuthError, CalloutError, PolicyEvalError, PolicyTimeoutError } from "../../../src/errors.js";
 import type { Logger } from "../../../src/log.js";
+import { PolicyLoader } from "../../../src/policy/bundle.js";
 import { createPolicyEngine, type PolicyEngineHandle } from "../../../src/policy/handler.js";
 import { SMOKE_REQUEST } from "../../../src/policy/input.js";
 import type { AuthorizationRequest, Grant } from "../../../src/types.js";
@@ -21,7 +22,7 @@ import { buildDecisionEvent } from "../../../src/audit.js";
 import { decisionRecordFromResult } from "../../../src/cli/result.js";
 import type { ResultEvent } from "../../../src/service.js";
 import { until } from "../../helpers/clients.js";
-import { CAPABILITIES, FIXTURES, OPA_BIN, skipWithoutOpa } from "../../helpers/opa.js";
+import { CAPABILITIES, FIXTURES, OPA_BIN, buildWasmFixture, skipWithoutOpa } from "../../helpers/opa.js";
 
 const common = { capabilities: CAPABILITIES, opaBin: OPA_BIN ?? "opa", watch: false } as const;
 
@@ -284,6 +285,28 @@ describe("evaluation limits on reload", { skip: skipWithoutOpa }, () => {
     } finally {
       await h.close();
     }
+  });
+
+  test("a bundle whose data.json is above policy.max_data_bytes is refused before any worker starts", async () => {
+    const { bundlePath } = buildWasmFixture(
+      { "authz.rego": HOSTILE_REGO, "data.json": JSON.stringify({ password: "x".repeat(4096) }) },
+      ["nats/authz/decision"],
+    );
+    const loader = new PolicyLoader(
+      { bundle: bundlePath },
+      { entrypoints: ["nats/authz/decision"], maxDataBytes: 1024 },
+    );
+    await assert.rejects(
+      loader.load(),
+      /^PolicyLoadError: the bundle's data\.json is 4\.\d KiB; policy\.max_data_bytes is 1\.0 KiB$/,
+    );
+    const missing = new PolicyLoader(
+      { bundle: "no-such-bundle.tar.gz" },
+      { entrypoints: ["nats/authz/decision"] },
+    );
+    await assert.rejects(missing.load(), (e: unknown) =>
+      (e as Error).message.includes(path.resolve("no-such-bundle.tar.gz")),
+    );
   });
 
   test("data that fits the byte limit but not the wasm memory limit: the reload error names the memory limit", async () => {
