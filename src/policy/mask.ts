@@ -8,8 +8,9 @@
  * It is evaluated by the policy handler in the same worker job as the decision (same snapshot, same instant) and
  * served from the handler's `ctx.meta.evaluate`, carried in the decision record as `evaluate`: a reload between
  * the decision and the log line cannot mix revisions, and the synchronous decision log never evaluates. Records
- * without one (requests no policy decided: drops) cannot be masked by the policy: the decision log leaves their
- * input out (`mask_error`). Anything unexpected throws, with the same effect.
+ * without one (requests no policy decided: drops) have no rule result: every part of their input the client
+ * supplied is blanked (only version, server_id, user_nkey and request_issuer stay). A record naming a revision
+ * that is no longer active, and anything unexpected, throws: the decision log leaves the input out (`mask_error`).
  */
 import type { MaskFunction, MaskOp } from "../audit.js";
 import { PolicyEvalError } from "../errors.js";
@@ -66,12 +67,25 @@ export function policyMask(store: PolicyStore, entrypoint: string): MaskFunction
   return (_masked, { input, record }) => {
     if (!record.evaluate) {
       const active = store.peek();
-      throw new PolicyEvalError(
-        record.revision !== undefined && record.revision !== active?.revision
-          ? `decided by revision ${record.revision}, which is no longer active`
-          : "no policy evaluated this request: the policy mask cannot run",
-      );
+      if (record.revision !== undefined && record.revision !== active?.revision) {
+        throw new PolicyEvalError(`decided by revision ${record.revision}, which is no longer active`);
+      }
+      return blankClientParts(input);
     }
     return toMaskOps(entrypoint, record.evaluate(entrypoint, input));
   };
+}
+
+/** Input fields the server (not the client) sets: kept when the policy mask cannot run. */
+const SERVER_FIELDS: ReadonlySet<string> = new Set(["version", "server_id", "user_nkey", "request_issuer"]);
+
+/**
+ * No policy evaluated this request (dropped before deciding), so its mask rule has no result: blank every part of
+ * the input the client supplied rather than log what the rule might have hidden.
+ */
+function blankClientParts(input: unknown): MaskOp[] {
+  if (typeof input !== "object" || input === null) return [];
+  return Object.keys(input)
+    .filter((k) => !SERVER_FIELDS.has(k))
+    .map((k) => `/${k.replace(/~/g, "~0").replace(/\//g, "~1")}`);
 }
