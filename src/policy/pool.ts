@@ -8,7 +8,8 @@
  *   text and file:line (conflicting outputs, out of memory, strict builtin errors), scrubbed of the
  *   input's credentials;
  * - PolicyTimeoutError (`policy_timeout`) when a job runs longer than `timeoutMs` on its worker: the
- *   worker is terminated and replaced (a warn line says so; never input) — or when the caller's
+ *   worker is terminated and replaced (a warn line says so; never input; after a first replacement a
+ *   loaded spare is kept, so later ones are immediate) — or when the caller's
  *   `deadlineAt` (the request's expiry) passes first, queued or running: the caller is answered, the
  *   worker keeps its own `timeoutMs` bound;
  * - PolicyEvalError when a worker dies under a job (terminated, crashed): the job fails, the worker is
@@ -118,6 +119,9 @@ export class EvaluatorPool {
   private retiring = false;
   private replaced = 0;
   private timeouts = 0;
+  /** A loaded worker in reserve (kept once a worker has been replaced). */
+  private spare: Spawned | undefined;
+  private sparing: Promise<void> | undefined;
 
   private constructor(
     init: WorkerInit,
@@ -154,7 +158,7 @@ export class EvaluatorPool {
       },
       strictBuiltinErrors: opts.strictBuiltinErrors ?? true,
     };
-    const starts: Promise<{ worker: Worker; ready: Extract<WorkerMessage, { type: "ready" }> }>[] = [];
+    const starts: Promise<Spawned>[] = [];
     for (let i = 0; i < size; i++) starts.push(spawn(init));
     const settled = await Promise.allSettled(starts);
     const failed = settled.find((s) => s.status === "rejected");
@@ -162,10 +166,7 @@ export class EvaluatorPool {
       for (const s of settled) if (s.status === "fulfilled") void s.value.worker.terminate();
       throw failed.reason;
     }
-    const ok = settled as PromiseFulfilledResult<{
-      worker: Worker;
-      ready: Extract<WorkerMessage, { type: "ready" }>;
-    }>[];
+    const ok = settled as PromiseFulfilledResult<Spawned>[];
     const first = (ok[0] as (typeof ok)[0]).value.ready;
     const pool = new EvaluatorPool(init, first, opts);
     for (const [index, s] of ok.entries()) pool.adopt(index, s.value.worker, s.value.ready.memoryBytes);
@@ -197,6 +198,8 @@ export class EvaluatorPool {
     queued: number;
     timeouts: number;
     replaced: number;
+    /** A loaded worker is in reserve. */
+    spare: boolean;
   } {
     return {
       workers: this.slots.length,
@@ -205,6 +208,7 @@ export class EvaluatorPool {
       queued: this.queue.length,
       timeouts: this.timeouts,
       replaced: this.replaced,
+      spare: this.spare !== undefined,
     };
   }
 
@@ -281,6 +285,9 @@ export class EvaluatorPool {
     if (this.retireTimer) clearTimeout(this.retireTimer);
     const gone = new PolicyEvalError(`policy revision ${this.revision} is no longer loaded`);
     for (const job of this.queue.splice(0)) job.settle(gone);
+    const spare = this.spare;
+    this.spare = undefined;
+    if (spare) await spare.worker.terminate();
     await Promise.all(
       this.slots.map(async (s) => {
         s.ending = true;
@@ -396,35 +403,43 @@ export class EvaluatorPool {
     this.replace(slot);
   }
 
-  private replace(slot: Slot, attempt = 1): void {
+  private replace(slot: Slot): void {
     if (this.closed) return;
-    const old = slot.worker;
     slot.ending = true;
     slot.ready = false;
     if (slot.killTimer) clearTimeout(slot.killTimer);
     slot.killTimer = undefined;
-    void old.terminate();
+    void slot.worker.terminate();
     this.replaced++;
+    const spare = this.spare;
+    this.spare = undefined;
+    if (spare) this.install(slot.index, spare, "the spare");
+    else this.respawn(slot.index, 1);
+    this.keepSpare();
+  }
+
+  private install(index: number, s: Spawned, from: string): void {
+    const fresh: Slot = {
+      index,
+      worker: s.worker,
+      ready: true,
+      memoryBytes: s.ready.memoryBytes,
+      ending: false,
+    };
+    this.slots[index] = fresh;
+    this.listen(fresh);
+    this.logger?.info(
+      { event: "policy_worker_replaced", revision: this.revision, thread_id: s.worker.threadId, from },
+      "policy evaluation worker replaced",
+    );
+    this.dispatch();
+  }
+
+  private respawn(index: number, attempt: number): void {
     spawn(this.init).then(
-      ({ worker, ready }) => {
-        if (this.closed) {
-          void worker.terminate();
-          return;
-        }
-        const fresh: Slot = {
-          index: slot.index,
-          worker,
-          ready: true,
-          memoryBytes: ready.memoryBytes,
-          ending: false,
-        };
-        this.slots[slot.index] = fresh;
-        this.listen(fresh);
-        this.logger?.info(
-          { event: "policy_worker_replaced", revision: this.revision, thread_id: worker.threadId },
-          "policy evaluation worker replaced",
-        );
-        this.dispatch();
+      (s) => {
+        if (this.closed) void s.worker.terminate();
+        else this.install(index, s, "a new thread");
       },
       (err: unknown) => {
         this.logger?.error(
@@ -436,17 +451,40 @@ export class EvaluatorPool {
           },
           "cannot start a replacement policy worker; retrying",
         );
-        const t = setTimeout(() => this.replace(slot, attempt + 1), Math.min(30_000, 250 * 2 ** attempt));
+        const t = setTimeout(
+          () => {
+            if (!this.closed) this.respawn(index, attempt + 1);
+          },
+          Math.min(30_000, 250 * 2 ** attempt),
+        );
         t.unref();
+      },
+    );
+  }
+
+  /**
+   * Once a worker had to be replaced (a slow path, a crash), keep one loaded worker in reserve, so that the next
+   * replacement is immediate instead of loading the data again while a client keeps selecting slow paths.
+   */
+  private keepSpare(): void {
+    if (this.closed || this.spare || this.sparing) return;
+    this.sparing = spawn(this.init).then(
+      (s) => {
+        this.sparing = undefined;
+        if (this.closed) void s.worker.terminate();
+        else this.spare = s;
+      },
+      () => {
+        this.sparing = undefined; // the next replacement spawns directly (and logs why it fails)
       },
     );
   }
 }
 
+type Spawned = { worker: Worker; ready: Extract<WorkerMessage, { type: "ready" }> };
+
 /** Start one worker and wait for its "ready"; rejects with PolicyLoadError. */
-function spawn(
-  init: WorkerInit,
-): Promise<{ worker: Worker; ready: Extract<WorkerMessage, { type: "ready" }> }> {
+function spawn(init: WorkerInit): Promise<Spawned> {
   return new Promise((resolve, reject) => {
     let worker: Worker;
     try {

@@ -144,6 +144,8 @@ describe("bounded evaluation (worker pool)", { skip: skipWithoutOpa }, () => {
     const pool = h.store.current().policy;
     await until(() => pool.stats().ready === 2, "both workers replaced and ready");
     assert.ok(pool.stats().replaced >= 2);
+    // after a replacement the pool keeps a loaded worker in reserve, so the next one is immediate
+    await until(() => pool.stats().spare, "a loaded spare");
     assert.equal(typeof (await outcome(h, "ok-after", PASSWORD)), "object");
   });
 
@@ -160,6 +162,8 @@ describe("bounded evaluation (worker pool)", { skip: skipWithoutOpa }, () => {
     assert.match(String((c.meta.eval_error as { message: string }).message), /worker exited/);
     await until(() => pool.stats().ready === 2, "the replacement worker");
     assert.equal(pool.stats().replaced, replacedBefore + 1);
+    const replacedLine = logger.lines.filter((l) => l.obj.event === "policy_worker_replaced").at(-1);
+    assert.equal(replacedLine?.obj.from, "the spare", "the spare took over at once");
     assert.equal(typeof (await outcome(h, "ok-recovered", PASSWORD)), "object");
     const exit = logger.lines.find((l) => l.obj.event === "policy_worker_exit");
     assert.equal(exit?.level, "error");
