@@ -72,6 +72,8 @@ export interface DecisionRecord {
   code?: string;
   /** True when the outcome came from a fault (an exception), not from a decision. */
   error?: boolean;
+  /** Why the policy evaluation failed (OPA's text, file:line; already scrubbed of credentials). */
+  eval_error?: EvalErrorInfo;
   revision?: string;
   entrypoint?: string;
   /** The policy input document, unmasked (masked here). */
@@ -103,6 +105,7 @@ export interface DecisionEvent {
   error?: boolean;
   reply?: ReplyStatusEvent;
   decided?: DecidedEvent;
+  eval_error?: EvalErrorInfo;
   revision?: string;
   entrypoint?: string;
   dropped?: string;
@@ -115,6 +118,14 @@ export interface DecisionEvent {
   input_dropped?: string;
   issued?: IssuedEvent;
   timings: DecisionTimings;
+}
+
+/** A failed policy evaluation: code (policy_eval_error, policy_timeout), text, and where OPA located it. */
+export interface EvalErrorInfo {
+  code: string;
+  message: string;
+  file?: string;
+  line?: number;
 }
 
 /** Evaluate `entrypoint` with `input` on one fixed policy snapshot; returns its value (undefined = undefined). */
@@ -345,6 +356,7 @@ export function buildDecisionEvent(rec: DecisionRecord, opts: BuildEventOptions 
   if (rec.error) ev.error = true;
   if (rec.reply !== undefined) ev.reply = rec.reply;
   if (rec.decided !== undefined) ev.decided = { ...rec.decided };
+  if (rec.eval_error) ev.eval_error = rec.eval_error;
   if (rec.revision !== undefined) ev.revision = rec.revision;
   if (rec.entrypoint !== undefined) ev.entrypoint = rec.entrypoint;
   if (rec.dropped !== undefined) ev.dropped = rec.dropped;

@@ -29,6 +29,7 @@ export {
   DecisionShapeError,
   KeyError,
   PolicyEvalError,
+  PolicyTimeoutError,
   PolicyLoadError,
   RequestDecodeError,
   ResponseEncodeError,

@@ -22,7 +22,7 @@
  * Plain handlers that do not opt in get the weaker verbatim check, verbatimInjection.
  */
 import { isUtf8 } from "node:buffer";
-import { DecisionShapeError } from "./errors.js";
+import { DecisionShapeError, PolicyEvalError, PolicyTimeoutError } from "./errors.js";
 import type { Handler } from "./callout/pipeline.js";
 import type { AuthorizationRequest, Grant } from "./types.js";
 
@@ -467,7 +467,8 @@ class OutOfProbes extends Error {}
 /**
  * Checks an allowed grant against probes of the same request. `decide` must be the very decision function (same
  * policy revision, same frozen time) that produced `realGrant`. Never throws for policy faults: a probe that throws
- * counts as "not allowed".
+ * counts as "not allowed" — except an evaluation fault (PolicyEvalError, PolicyTimeoutError), which is rethrown so the
+ * login is denied with it: a probe that cannot be evaluated proves nothing.
  */
 export async function checkInjection(
   req: AuthorizationRequest,
@@ -494,7 +495,9 @@ export async function checkInjection(
     probes++;
     try {
       return await decide(r);
-    } catch {
+    } catch (err) {
+      // A probe that could not be evaluated tells us nothing safe: fail closed with its fault.
+      if (err instanceof PolicyEvalError || err instanceof PolicyTimeoutError) throw err;
       return undefined;
     }
   };

@@ -3,7 +3,7 @@
  * what the client got (`ev.outcome`: an allow or deny only when its reply reached the server in time), never just
  * what was decided; the decided outcome rides along as `decided` when the two differ.
  */
-import type { DecisionRecord, IssuedEvent, SnapshotEvaluator } from "../audit.js";
+import type { DecisionRecord, EvalErrorInfo, IssuedEvent, SnapshotEvaluator } from "../audit.js";
 import type { DecisionSample } from "../metrics.js";
 import type { ResultEvent } from "../service.js";
 
@@ -66,6 +66,8 @@ export function decisionRecordFromResult(ev: ResultEvent, entrypoint: string): D
   if (ev.error !== undefined || (o.kind !== "allow" && !["auth_denied", "auth_aborted"].includes(o.code))) {
     rec.error = true;
   }
+  if (typeof meta.eval_error === "object" && meta.eval_error !== null)
+    rec.eval_error = meta.eval_error as EvalErrorInfo;
   const revision = str(meta.revision);
   if (revision !== undefined) rec.revision = revision;
   rec.entrypoint = str(meta.entrypoint) ?? entrypoint;

@@ -223,7 +223,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       return;
     }
     // Failures are logged by the policy engine (file:line) and keep the last good revision.
-    const out = await policy.engine.watcher.reload();
+    const out = await policy.engine.watcher.reload(true);
     logger.info({ result: out.result, revision: out.revision }, "policy reload on SIGHUP");
   };
   let hangups = Promise.resolve();

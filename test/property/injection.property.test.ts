@@ -61,9 +61,12 @@ _t(v) := v if not contains(v, "@")`,
   chain: `_t(v) := lower(trim_space(split(v, "@")[0]))`,
   base64: `_t(v) := base64.decode(v)`,
   base64url: `_t(v) := base64url.decode(v)`,
-  hex: `_t(v) := hex.decode(v)`,
+  // Host builtins fail the whole evaluation on bad input (strict, as OPA's --strict-builtin-errors): guard the shape,
+  // and stay naive about what the decoded text carries.
+  hex: `_t(v) := hex.decode(v) if regex.match("^([0-9a-fA-F]{2})+$", v)`,
   json: stringOrU("json.unmarshal"),
   jwt: `_t(v) := x if {
+	regex.match("^eyJ[A-Za-z0-9_-]*[.][A-Za-z0-9_-]+[.][A-Za-z0-9_-]*$", v)
 	x := io.jwt.decode(v)[1].sub
 	is_string(x)
 }`,
@@ -289,7 +292,7 @@ describe("no transformation lets a hostile client string widen a grant", { skip:
   test("the naive policies really are vulnerable: without the probes the hostile grant is wider", async () => {
     const h = engines.get("chain")!;
     const req = withField("connect_opts.user", " *@evil.example");
-    const evaluated = h.store
+    const evaluated = await h.store
       .current()
       .policy.evaluate((await import("../../src/policy/input.js")).buildInput(req), "naive/decision", {
         nowNs: 0n,
