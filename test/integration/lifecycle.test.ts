@@ -88,10 +88,11 @@ describe("SIGHUP", () => {
     await events(log, 1);
     const first = await policyStatus(stack.statusUrl(0));
 
-    // Unchanged policy: nothing to reload. Rotation: the events after SIGHUP go to a new file at the path.
+    // Unchanged policy: SIGHUP reloads it anyway (a forced reload, so a tree that failed before is retried) and the
+    // same revision keeps serving. Rotation: the events after SIGHUP go to a new file at the path.
     const rotated = `${log}.1`;
     renameSync(log, rotated);
-    const unchanged = await hangup(/"result":"unchanged"/);
+    const unchanged = await hangup(new RegExp(`"result":"ok","revision":"${first.revision}"`));
     assert.match(unchanged, /"msg":"decision log reopened"/);
     assert.equal(await tryConnect(stack.server.url, stack.creds(2)), undefined);
     assert.equal(readDecisions(rotated).length, 1, "the rotated file keeps the event written before");
@@ -126,7 +127,7 @@ describe("SIGHUP", () => {
     // An unwritable new file: SIGHUP keeps writing to the previous one.
     renameSync(log, `${log}.2`);
     mkdirSync(log); // a directory where the file should be: cannot be opened for appending
-    const failed = await hangup(/"result":"unchanged"/);
+    const failed = await hangup(/"msg":"policy reload on SIGHUP"/);
     assert.match(failed, /"msg":"cannot reopen the decision log; still writing to the previous file"/);
     assert.equal(await tryConnect(stack.server.url, stack.creds(5)), undefined);
     assert.equal((await events(`${log}.2`, 4)).at(-1)!.outcome, "allow");
