@@ -5,6 +5,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { formatListenAddress, parseListenAddress, type ListenAddress } from "./config/listen.js";
 import { CONTENT_TYPE } from "./metrics.js";
 
 export interface Readiness {
@@ -15,10 +16,10 @@ export interface Readiness {
 }
 
 export interface HttpServerOptions {
-  /** "host:port", "[v6]:port" or ":port" (all interfaces). Port 0 picks a free port. */
-  listen: string;
+  /** "host:port", "[v6]:port" or ":port" (all IPv4 interfaces), or a parsed address. Port 0 picks a free port. */
+  listen: string | ListenAddress;
   /** Prometheus text; omitted → /metrics answers 404. */
-  metrics?: () => string;
+  metrics?: () => string | Promise<string>;
   readiness: () => Readiness;
   /** Extra JSON for /status (revision, reload times, …). */
   status?: () => Record<string, unknown>;
@@ -31,14 +32,11 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-/** Split a listen address into host and port; throws TypeError naming the problem. */
-export function parseListen(listen: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(listen.trim());
-  if (!m) throw new TypeError(`listen address "${listen}" must be host:port, [v6]:port or :port`);
-  const port = Number(m[3]);
-  if (port > 65535) throw new TypeError(`listen address "${listen}": port out of range`);
-  const host = m[1] ?? (m[2] === "" || m[2] === undefined ? "0.0.0.0" : m[2]);
-  return { host, port };
+/** Split a listen address into host and port (src/config/listen.ts); throws TypeError naming the problem. */
+export function parseListen(listen: string): ListenAddress {
+  const a = parseListenAddress(listen);
+  if (a === null) throw new TypeError(`listen address ${JSON.stringify(listen)} turns the listener off`);
+  return a;
 }
 
 function send(res: ServerResponse, code: number, type: string, body: string, head: boolean): void {
@@ -55,8 +53,9 @@ function json(res: ServerResponse, code: number, obj: unknown, head: boolean): v
 }
 
 export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
-  const { host, port } = parseListen(opts.listen);
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+  const { host, port } = typeof opts.listen === "string" ? parseListen(opts.listen) : opts.listen;
+  let address = formatListenAddress({ host, port });
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const head = req.method === "HEAD";
     if (req.method !== "GET" && !head) {
       res.setHeader("allow", "GET, HEAD");
@@ -71,7 +70,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
             json(res, 404, { error: "metrics disabled" }, head);
             return;
           }
-          send(res, 200, CONTENT_TYPE, opts.metrics(), head);
+          send(res, 200, CONTENT_TYPE, await opts.metrics(), head);
           return;
         case "/healthz":
         case "/livez":
@@ -83,7 +82,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
           return;
         }
         case "/status":
-          json(res, 200, { ...(opts.status?.() ?? {}), readiness: opts.readiness() }, head);
+          json(res, 200, { ...(opts.status?.() ?? {}), listen: address, readiness: opts.readiness() }, head);
           return;
         case "/":
           json(res, 200, { endpoints: ["/metrics", "/healthz", "/readyz", "/status"] }, head);
@@ -96,7 +95,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       json(res, 500, { error: "internal error", code: (err as { code?: unknown })?.code ?? "unknown" }, head);
     }
   };
-  const server: Server = createServer(handle);
+  const server: Server = createServer((req, res) => void handle(req, res));
   server.keepAliveTimeout = 5000;
   server.headersTimeout = 10_000;
   server.requestTimeout = 10_000;
@@ -109,9 +108,9 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     });
   });
   const addr = server.address() as AddressInfo;
-  const shown = addr.family === "IPv6" ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}`;
+  address = formatListenAddress({ host: addr.address, port: addr.port });
   return {
-    address: shown,
+    address,
     port: addr.port,
     close: () =>
       new Promise<void>((resolve) => {

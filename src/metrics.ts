@@ -1,235 +1,28 @@
 /**
- * Prometheus metrics: a small hand-written registry (counters, gauges, histograms with labels) rendered in the
- * text exposition format 0.0.4, and the service's own metric set on top of it.
+ * Prometheus metrics on prom-client: the service's metric set (`CalloutMetrics`) in a registry of its own
+ * (never prom-client's global one, so two services in one process keep apart), plus prom-client's default
+ * process metrics (CPU, memory, heap, event-loop lag, GC).
  *
- * No dependency on prom-client: the service needs a dozen series, sub-millisecond histogram buckets and a
- * render function, nothing more. Label values are escaped; metric and label names are fixed in code.
+ * Label values the outside world could choose stay bounded: `code` takes well-formed codes up to a cap
+ * (then `other`), `account` only names from the service's allow-list (anything else is ""). Metric and
+ * label names are fixed in code.
  */
+import {
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  collectDefaultMetrics,
+  type CounterConfiguration,
+  type GaugeConfiguration,
+} from "prom-client";
+
+export { Counter, Gauge, Histogram, Registry };
 
 export type Labels = Record<string, string>;
 
-interface Metric {
-  readonly name: string;
-  readonly help: string;
-  readonly type: "counter" | "gauge" | "histogram";
-  render(): string[];
-}
-
-function escapeHelp(s: string): string {
-  return s.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
-}
-
-function escapeLabelValue(s: string): string {
-  return s.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
-}
-
-function labelKey(names: readonly string[], labels: Labels | undefined): string {
-  if (names.length === 0) return "";
-  return names.map((n) => labels?.[n] ?? "").join("\u0000");
-}
-
-function fmtLabels(names: readonly string[], values: readonly string[], extra?: [string, string]): string {
-  const parts = names.map((n, i) => `${n}="${escapeLabelValue(values[i] ?? "")}"`);
-  if (extra) parts.push(`${extra[0]}="${escapeLabelValue(extra[1])}"`);
-  return parts.length ? `{${parts.join(",")}}` : "";
-}
-
-function fmtNum(v: number): string {
-  if (Number.isNaN(v)) return "NaN";
-  if (v === Infinity) return "+Inf";
-  if (v === -Infinity) return "-Inf";
-  return String(v);
-}
-
-function checkLabels(metric: string, names: readonly string[], labels: Labels | undefined): void {
-  const given = labels ? Object.keys(labels) : [];
-  for (const k of given) {
-    if (!names.includes(k)) throw new TypeError(`metric ${metric}: unknown label ${k}`);
-  }
-}
-
-export class Counter implements Metric {
-  readonly type = "counter" as const;
-  private readonly values = new Map<string, { labels: string[]; value: number }>();
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly labelNames: readonly string[] = [],
-  ) {}
-
-  inc(labels?: Labels, by = 1): void {
-    if (by < 0) throw new RangeError(`counter ${this.name} cannot decrease`);
-    checkLabels(this.name, this.labelNames, labels);
-    const key = labelKey(this.labelNames, labels);
-    const cur = this.values.get(key);
-    if (cur) cur.value += by;
-    else this.values.set(key, { labels: this.labelNames.map((n) => labels?.[n] ?? ""), value: by });
-  }
-
-  get(labels?: Labels): number {
-    return this.values.get(labelKey(this.labelNames, labels))?.value ?? 0;
-  }
-
-  render(): string[] {
-    const out: string[] = [];
-    if (this.labelNames.length === 0 && this.values.size === 0) out.push(`${this.name} 0`);
-    for (const { labels, value } of this.values.values()) {
-      out.push(`${this.name}${fmtLabels(this.labelNames, labels)} ${fmtNum(value)}`);
-    }
-    return out;
-  }
-}
-
-export class Gauge implements Metric {
-  readonly type = "gauge" as const;
-  private readonly values = new Map<string, { labels: string[]; value: number }>();
-  /** Called before rendering; lets a gauge pull its value from live state. */
-  collect?: (g: Gauge) => void;
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly labelNames: readonly string[] = [],
-  ) {}
-
-  set(value: number, labels?: Labels): void {
-    checkLabels(this.name, this.labelNames, labels);
-    const key = labelKey(this.labelNames, labels);
-    const cur = this.values.get(key);
-    if (cur) cur.value = value;
-    else this.values.set(key, { labels: this.labelNames.map((n) => labels?.[n] ?? ""), value });
-  }
-
-  inc(labels?: Labels, by = 1): void {
-    this.set(this.get(labels) + by, labels);
-  }
-
-  dec(labels?: Labels, by = 1): void {
-    this.set(this.get(labels) - by, labels);
-  }
-
-  get(labels?: Labels): number {
-    return this.values.get(labelKey(this.labelNames, labels))?.value ?? 0;
-  }
-
-  /** Drop every labelled series (used by info gauges whose label value changes, e.g. the revision). */
-  reset(): void {
-    this.values.clear();
-  }
-
-  render(): string[] {
-    this.collect?.(this);
-    const out: string[] = [];
-    if (this.labelNames.length === 0 && this.values.size === 0) out.push(`${this.name} 0`);
-    for (const { labels, value } of this.values.values()) {
-      out.push(`${this.name}${fmtLabels(this.labelNames, labels)} ${fmtNum(value)}`);
-    }
-    return out;
-  }
-}
-
-export class Histogram implements Metric {
-  readonly type = "histogram" as const;
-  private readonly series = new Map<
-    string,
-    { labels: string[]; counts: number[]; sum: number; count: number }
-  >();
-  readonly buckets: readonly number[];
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    buckets: readonly number[],
-    readonly labelNames: readonly string[] = [],
-  ) {
-    const sorted = [...buckets].sort((a, b) => a - b);
-    if (sorted.length === 0 || sorted.some((b, i) => i > 0 && b === sorted[i - 1])) {
-      throw new RangeError(`histogram ${name}: buckets must be non-empty and distinct`);
-    }
-    this.buckets = sorted;
-  }
-
-  observe(value: number, labels?: Labels): void {
-    if (!Number.isFinite(value)) return;
-    checkLabels(this.name, this.labelNames, labels);
-    const key = labelKey(this.labelNames, labels);
-    let s = this.series.get(key);
-    if (!s) {
-      s = {
-        labels: this.labelNames.map((n) => labels?.[n] ?? ""),
-        counts: this.buckets.map(() => 0),
-        sum: 0,
-        count: 0,
-      };
-      this.series.set(key, s);
-    }
-    // Non-cumulative counts per bucket; cumulated at render time.
-    const idx = this.buckets.findIndex((b) => value <= b);
-    if (idx >= 0) s.counts[idx] = (s.counts[idx] ?? 0) + 1;
-    s.sum += value;
-    s.count += 1;
-  }
-
-  /** Total observations for a label set (for tests and status pages). */
-  count(labels?: Labels): number {
-    return this.series.get(labelKey(this.labelNames, labels))?.count ?? 0;
-  }
-
-  render(): string[] {
-    const out: string[] = [];
-    const all =
-      this.series.size === 0 && this.labelNames.length === 0
-        ? [{ labels: [] as string[], counts: this.buckets.map(() => 0), sum: 0, count: 0 }]
-        : [...this.series.values()];
-    for (const s of all) {
-      let cum = 0;
-      this.buckets.forEach((b, i) => {
-        cum += s.counts[i] ?? 0;
-        out.push(`${this.name}_bucket${fmtLabels(this.labelNames, s.labels, ["le", fmtNum(b)])} ${cum}`);
-      });
-      out.push(`${this.name}_bucket${fmtLabels(this.labelNames, s.labels, ["le", "+Inf"])} ${s.count}`);
-      out.push(`${this.name}_sum${fmtLabels(this.labelNames, s.labels)} ${fmtNum(s.sum)}`);
-      out.push(`${this.name}_count${fmtLabels(this.labelNames, s.labels)} ${s.count}`);
-    }
-    return out;
-  }
-}
-
-export class Registry {
-  private readonly metrics = new Map<string, Metric>();
-
-  register<M extends Metric>(m: M): M {
-    if (this.metrics.has(m.name)) throw new Error(`metric ${m.name} registered twice`);
-    this.metrics.set(m.name, m);
-    return m;
-  }
-
-  counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
-    return this.register(new Counter(name, help, labelNames));
-  }
-
-  gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge {
-    return this.register(new Gauge(name, help, labelNames));
-  }
-
-  histogram(
-    name: string,
-    help: string,
-    buckets: readonly number[],
-    labelNames: readonly string[] = [],
-  ): Histogram {
-    return this.register(new Histogram(name, help, buckets, labelNames));
-  }
-
-  /** Prometheus text exposition format 0.0.4. */
-  render(): string {
-    const lines: string[] = [];
-    for (const m of this.metrics.values()) {
-      lines.push(`# HELP ${m.name} ${escapeHelp(m.help)}`, `# TYPE ${m.name} ${m.type}`, ...m.render());
-    }
-    return lines.join("\n") + "\n";
-  }
-}
-
-export const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+/** Prometheus text exposition format 0.0.4 (what `render()` produces). */
+export const CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
 
 /** Latency buckets in seconds: 100 µs … 2 s (the default NATS auth timeout). */
 export const LATENCY_BUCKETS = [
@@ -248,6 +41,8 @@ export interface DecisionSample {
   outcome: "allow" | "deny" | "abort";
   /** Error or reason code (e.g. `bad_credentials`, `policy_eval_error`); `ok` for allows. */
   code: string;
+  /** The target account the decision placed the user in (allows); labelled only if allow-listed. */
+  account?: string;
   /** Total handling time in microseconds. */
   total_us?: number;
   /** Policy evaluation time in microseconds, when a policy ran. */
@@ -263,34 +58,67 @@ export interface MetricsState {
   wasmMemoryBytes?: () => number | undefined;
 }
 
-/** The service's metric set. */
+export interface CalloutMetricsOptions {
+  version?: string;
+  /**
+   * The allow-list of target account names: the only values the `account` label takes (others, and
+   * decisions without an account, are ""). Omitted: the label is always "".
+   */
+  accounts?: readonly string[];
+  /** Register prom-client's default process metrics (default true). */
+  defaultMetrics?: boolean;
+}
+
+/** Creates metrics registered in one registry (the shape the metric set below is declared with). */
+function metricFactory(registry: Registry) {
+  const registers = [registry];
+  return {
+    counter<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
+      return new Counter<L>({ name, help, labelNames, registers } as CounterConfiguration<L>);
+    },
+    gauge<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Gauge<L> {
+      return new Gauge<L>({ name, help, labelNames, registers } as GaugeConfiguration<L>);
+    },
+    histogram<L extends string>(
+      name: string,
+      help: string,
+      buckets: readonly number[],
+      labelNames: readonly L[] = [],
+    ): Histogram<L> {
+      return new Histogram<L>({ name, help, labelNames, buckets: [...buckets], registers });
+    },
+  };
+}
+
+/** The service's metric set, in its own registry. */
 export class CalloutMetrics {
   readonly registry = new Registry();
-  readonly requests: Counter;
-  readonly requestDuration: Histogram;
-  readonly evalDuration: Histogram;
-  readonly reloads: Counter;
-  readonly revisionInfo: Gauge;
+  readonly requests: Counter<"outcome" | "code" | "account">;
+  readonly requestDuration: Histogram<"outcome">;
+  readonly evalDuration: Histogram<"entrypoint">;
+  readonly reloads: Counter<"result">;
+  readonly revisionInfo: Gauge<"revision">;
   readonly lastReloadSuccess: Gauge;
   readonly lastReloadFailure: Gauge;
   readonly inFlight: Gauge;
   readonly queueDepth: Gauge;
-  readonly dropped: Counter;
+  readonly dropped: Counter<"reason">;
   readonly natsConnected: Gauge;
-  readonly natsEvents: Counter;
+  readonly natsEvents: Counter<"type">;
   readonly wasmMemory: Gauge;
-  readonly decisionLogDropped: Counter;
-  readonly buildInfo: Gauge;
-  readonly startTime: Gauge;
-  readonly residentMemory: Gauge;
-  readonly heapUsed: Gauge;
+  readonly decisionLogDropped: Counter<"reason">;
+  readonly buildInfo: Gauge<"version" | "node">;
 
-  constructor(opts: { version?: string } = {}) {
-    const r = this.registry;
+  private state: MetricsState = {};
+  private readonly accounts: ReadonlySet<string>;
+
+  constructor(opts: CalloutMetricsOptions = {}) {
+    this.accounts = new Set(opts.accounts ?? []);
+    const r = metricFactory(this.registry);
     this.requests = r.counter(
       `${P}_requests_total`,
-      "Authorization requests handled, by outcome (allow|deny|abort) and code (ok for allows, else the reason or error code).",
-      ["outcome", "code"],
+      "Authorization requests handled, by outcome (allow|deny|abort), code (ok for allows, else the reason or error code) and target account (allow-listed names only; empty when none).",
+      ["outcome", "code", "account"],
     );
     this.requestDuration = r.histogram(
       `${P}_request_duration_seconds`,
@@ -348,39 +176,29 @@ export class CalloutMetrics {
       "version",
       "node",
     ]);
-    this.buildInfo.set(1, { version: opts.version ?? "unknown", node: process.versions.node });
-    this.startTime = r.gauge(
-      "process_start_time_seconds",
-      "Start time of the process since unix epoch in seconds.",
-    );
-    this.startTime.set(Math.round(Date.now() / 1000 - process.uptime()));
-    this.residentMemory = r.gauge("process_resident_memory_bytes", "Resident memory size in bytes.");
-    this.residentMemory.collect = (g) => g.set(process.memoryUsage.rss());
-    this.heapUsed = r.gauge("nodejs_heap_used_bytes", "V8 heap used in bytes.");
-    this.heapUsed.collect = (g) => g.set(process.memoryUsage().heapUsed);
+    this.buildInfo.set({ version: opts.version ?? "unknown", node: process.versions.node }, 1);
+
+    // Unlabelled series exist from the start (0), so a dashboard sees them before the first event.
+    for (const g of [this.lastReloadSuccess, this.lastReloadFailure, this.inFlight, this.queueDepth])
+      g.set(0);
+    this.natsConnected.set(0);
+    this.wasmMemory.set(0);
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
   /** Pull live values (connection state, queue, wasm memory) at scrape time. */
   bindState(state: MetricsState): void {
-    if (state.connected) {
-      const f = state.connected;
-      this.natsConnected.collect = (g) => g.set(f() ? 1 : 0);
-    }
-    if (state.inFlight) {
-      const f = state.inFlight;
-      this.inFlight.collect = (g) => g.set(f());
-    }
-    if (state.queueDepth) {
-      const f = state.queueDepth;
-      this.queueDepth.collect = (g) => g.set(f());
-    }
-    if (state.wasmMemoryBytes) {
-      const f = state.wasmMemoryBytes;
-      this.wasmMemory.collect = (g) => {
-        const v = f();
-        if (v !== undefined) g.set(v);
-      };
-    }
+    this.state = { ...this.state, ...state };
+  }
+
+  /** Refresh the gauges that mirror live state (called before every render). */
+  private pullState(): void {
+    const s = this.state;
+    if (s.connected) this.natsConnected.set(s.connected() ? 1 : 0);
+    if (s.inFlight) this.inFlight.set(s.inFlight());
+    if (s.queueDepth) this.queueDepth.set(s.queueDepth());
+    const mem = s.wasmMemoryBytes?.();
+    if (mem !== undefined) this.wasmMemory.set(mem);
   }
 
   /** Distinct `code` label values seen; beyond MAX_CODES new ones are counted as "other". */
@@ -396,11 +214,22 @@ export class CalloutMetrics {
     return code;
   }
 
+  /** The `account` label: an allow-listed account name, else "" (never a value the client chose). */
+  accountLabel(account: string | undefined): string {
+    return account !== undefined && this.accounts.has(account) ? account : "";
+  }
+
   observeDecision(s: DecisionSample): void {
-    this.requests.inc({ outcome: s.outcome, code: this.codeLabel(s.code) });
-    if (s.total_us !== undefined) this.requestDuration.observe(s.total_us / 1e6, { outcome: s.outcome });
-    if (s.eval_us !== undefined) {
-      this.evalDuration.observe(s.eval_us / 1e6, { entrypoint: s.entrypoint ?? "" });
+    this.requests.inc({
+      outcome: s.outcome,
+      code: this.codeLabel(s.code),
+      account: this.accountLabel(s.account),
+    });
+    if (s.total_us !== undefined && Number.isFinite(s.total_us)) {
+      this.requestDuration.observe({ outcome: s.outcome }, s.total_us / 1e6);
+    }
+    if (s.eval_us !== undefined && Number.isFinite(s.eval_us)) {
+      this.evalDuration.observe({ entrypoint: s.entrypoint ?? "" }, s.eval_us / 1e6);
     }
   }
 
@@ -416,7 +245,7 @@ export class CalloutMetrics {
 
   setRevision(revision: string): void {
     this.revisionInfo.reset();
-    this.revisionInfo.set(1, { revision });
+    this.revisionInfo.set({ revision }, 1);
   }
 
   observeDropped(reason: string): void {
@@ -427,7 +256,9 @@ export class CalloutMetrics {
     this.natsEvents.inc({ type });
   }
 
-  render(): string {
-    return this.registry.render();
+  /** Prometheus text exposition format 0.0.4 (CONTENT_TYPE), live gauges pulled first. */
+  async render(): Promise<string> {
+    this.pullState();
+    return await this.registry.metrics();
   }
 }

@@ -288,7 +288,8 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
   let idle: (() => void) | undefined;
   const startedAt = new Date();
 
-  for (const w of cfg.warnings) log.warn({ warning: w }, "config warning");
+  // Whoever resolves the config logs its warnings, once: a caller passing a ResolvedConfig has done so.
+  if (cfg !== options.config) for (const w of cfg.warnings) log.warn({ warning: w }, "config warning");
 
   const setState = (next: ConnectionState, server?: string): void => {
     if (next === state) return;

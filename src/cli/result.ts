@@ -23,6 +23,7 @@ export function decisionSampleFromResult(ev: ResultEvent, entrypoint: string): D
       o.kind === "allow" ? "ok" : o.code === "auth_denied" || o.code === "auth_aborted" ? o.reason : o.code,
     total_us: ev.result.timings.total_us + ev.queue_us,
   };
+  if (ev.result.issued) s.account = ev.result.issued.account; // labelled only if allow-listed (metrics.ts)
   const evalUs = num(ev.result.meta.eval_us);
   if (evalUs !== undefined) {
     s.eval_us = evalUs;

@@ -3,13 +3,14 @@
  * connecting) → logger, metrics, decision log, HTTP → policy (fail fast, exit 3) → NATS service → wait for
  * SIGTERM/SIGINT and drain.
  */
-import { CRYPTO_BACKEND, cryptoFallbackReason } from "../callout/crypto-backend.js";
-import { createWriteStream, openSync, readFileSync, type WriteStream } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { createWriteStream, openSync, type WriteStream } from "node:fs";
 import { parseArgs } from "node:util";
-import { parseDocument } from "yaml";
 import { pino } from "pino";
-import { applyEnvOverrides, resolveConfig, type ResolvedConfig, type ServiceConfig } from "../config.js";
+import { CRYPTO_BACKEND, cryptoFallbackReason } from "../callout/crypto-backend.js";
+import type { ResolvedConfig } from "../config.js";
+import { listenErrorText } from "../config/listen.js";
+import { loadServeConfig } from "../config/load.js";
+export { loadServeConfig, readConfigFile } from "../config/load.js";
 import { ConfigError, PolicyLoadError } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
 import { createDecisionLog, type DecisionLog } from "../audit.js";
@@ -51,34 +52,6 @@ Examples:
 ${EXIT_CODES_HELP}
 `;
 
-/** Read the YAML config file; syntax errors become a ConfigError naming file:line. */
-export function readConfigFile(path: string): ServiceConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    throw new ConfigError([
-      { field: "--config", message: `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? "error"}` },
-    ]);
-  }
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw new ConfigError(
-      doc.errors.map((e) => ({
-        field: `${path}:${text.slice(0, e.pos[0]).split("\n").length}`,
-        // The YAML message quotes no values beyond the error location; keep only the first line.
-        message: `YAML ${e.code}: ${e.message.split("\n")[0] ?? ""}`,
-      })),
-    );
-  }
-  const v: unknown = doc.toJS();
-  if (v === null || v === undefined) return {};
-  if (typeof v !== "object" || Array.isArray(v)) {
-    throw new ConfigError([{ field: "(root)", message: `${path}: expected a mapping at the top level` }]);
-  }
-  return v as ServiceConfig;
-}
-
 interface ServeFlags {
   config?: string;
   drainTimeoutMs: number;
@@ -112,40 +85,6 @@ function parseServeFlags(argv: string[]): ServeFlags | "help" {
   const out: ServeFlags = { drainTimeoutMs, overrides };
   if (typeof values.config === "string") out.config = values.config;
   return out;
-}
-
-/** File → env → flags → resolveConfig. Throws ConfigError listing every problem. */
-export function loadServeConfig(
-  flags: { config?: string; overrides: [string, string][] },
-  env: Record<string, string | undefined>,
-): ResolvedConfig {
-  const file = flags.config !== undefined ? resolve(flags.config) : undefined;
-  let doc: ServiceConfig = file ? readConfigFile(file) : {};
-  doc = applyEnvOverrides(doc, env);
-  for (const [flag, v] of flags.overrides) {
-    FLAG_OVERRIDES.find((f) => f.flag === flag)?.apply(doc, v);
-  }
-  // Relative paths in the file resolve from its directory; paths given as flags from the cwd. A flag path
-  // is made absolute here so both hold.
-  for (const [flag, v] of flags.overrides) {
-    if (flag === "policy-dir") doc.policy!.dir = resolve(v);
-    if (flag === "bundle") doc.policy!.bundle = resolve(v);
-    if (flag === "creds") doc.nats!.creds_file = resolve(v);
-    if (flag === "decision-log" && v !== "stdout" && v !== "off") doc.decision_log!.destination = resolve(v);
-  }
-  for (const k of ["NATS_CREDS", "NATS_NKEY_SEED", "NATS_NKEY"]) {
-    const v = env[k]?.trim();
-    if (v) {
-      if (k === "NATS_CREDS" && doc.nats?.creds_file === v) doc.nats.creds_file = resolve(v);
-      else if (doc.nats?.nkey_seed_file === v) doc.nats.nkey_seed_file = resolve(v);
-    }
-  }
-  // OPA_BIN (the variable the Makefile and tests use) supplies policy.opa_binary when the file does not.
-  const opaBin = env.OPA_BIN?.trim();
-  if (opaBin && doc.policy && (doc.policy.dir !== undefined || doc.policy.bundle !== undefined)) {
-    doc.policy.opa_binary ??= opaBin;
-  }
-  return resolveConfig(doc, { requirePolicy: true, baseDir: file ? dirname(file) : process.cwd() });
 }
 
 function openDecisionSink(
@@ -202,7 +141,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
   );
 
   // 2. Metrics, decision log, HTTP (up before the policy loads, so /readyz can say why it is not ready).
-  const metrics = new CalloutMetrics({ version: packageVersion() });
+  const metrics = new CalloutMetrics({
+    version: packageVersion(),
+    accounts: cfg.accounts.map((a) => a.name),
+  });
   const { sink, stream } = openDecisionSink(cfg, stdout, (e) => {
     metrics.decisionLogDropped.inc({ reason: "write_error" });
     logger.error({ code: e.code ?? "write_error" }, "decision log write failed");
@@ -253,7 +195,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       throw new ConfigError([
         {
           field: "metrics.listen",
-          message: `cannot listen on ${listen}: ${(e as NodeJS.ErrnoException).code ?? "error"}`,
+          message: `cannot listen on ${listen}: ${listenErrorText(e)}`,
         },
       ]);
     }

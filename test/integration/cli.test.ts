@@ -406,24 +406,39 @@ describe("nats-opa-callout CLI (built binary)", { skip: skipWithoutTools }, () =
     assert.match(r.stdout, /✔ bob over websocket \(no browser role\): connection refused/);
   });
 
-  test("metrics count the decisions by outcome and code", async () => {
+  test("metrics count the decisions by outcome, code and account", async () => {
     const m = await (await fetch(metricsUrl("/metrics"))).text();
     const get = (re: RegExp) => Number(re.exec(m)?.[1] ?? "NaN");
-    assert.ok(get(/^nats_opa_callout_requests_total\{outcome="allow",code="ok"\} (\d+)$/m) >= 5);
-    assert.ok(get(/^nats_opa_callout_requests_total\{outcome="deny",code="bad_credentials"\} (\d+)$/m) >= 2);
-    assert.ok(get(/^nats_opa_callout_requests_total\{outcome="deny",code="unknown_user"\} (\d+)$/m) >= 1);
-    assert.ok(
-      get(/^nats_opa_callout_requests_total\{outcome="deny",code="connection_type_not_allowed"\} (\d+)$/m) >=
-        1,
+    // One series per account; prom-client writes histogram labels with le first.
+    const sum = (outcome: string, code: string) =>
+      [
+        ...m.matchAll(
+          new RegExp(
+            `^nats_opa_callout_requests_total\\{outcome="${outcome}",code="${code}",account="[^"]*"\\} (\\d+)$`,
+            "gm",
+          ),
+        ),
+      ].reduce((a, x) => a + Number(x[1]), 0);
+    assert.ok(sum("allow", "ok") >= 5);
+    assert.ok(sum("deny", "bad_credentials") >= 2);
+    assert.ok(sum("deny", "unknown_user") >= 1);
+    assert.ok(sum("deny", "connection_type_not_allowed") >= 1);
+    assert.match(
+      m,
+      /^nats_opa_callout_requests_total\{outcome="deny",code="bad_credentials",account=""\} \d+$/m,
+    );
+    assert.match(
+      m,
+      /^nats_opa_callout_requests_total\{outcome="allow",code="ok",account="[A-Za-z0-9_$-]+"\} \d+$/m,
     );
     const allowCount = get(/^nats_opa_callout_request_duration_seconds_count\{outcome="allow"\} (\d+)$/m);
     const allowInf = get(
-      /^nats_opa_callout_request_duration_seconds_bucket\{outcome="allow",le="\+Inf"\} (\d+)$/m,
+      /^nats_opa_callout_request_duration_seconds_bucket\{le="\+Inf",outcome="allow"\} (\d+)$/m,
     );
     assert.equal(allowCount, allowInf);
     assert.match(
       m,
-      /^nats_opa_callout_policy_eval_duration_seconds_bucket\{entrypoint="nats\/authz\/decision",le="0.0001"\} \d+$/m,
+      /^nats_opa_callout_policy_eval_duration_seconds_bucket\{le="0.0001",entrypoint="nats\/authz\/decision"\} \d+$/m,
     );
   });
 

@@ -18,6 +18,8 @@ import {
   type ServiceConfig,
 } from "../../src/config.js";
 import { ConfigError } from "../../src/errors.js";
+import { loadServeConfig, readConfigFile } from "../../src/config/load.js";
+import { SERVE_HELP } from "../../src/cli/serve.js";
 
 const dec = new TextDecoder();
 const seed = (kp: { getSeed(): Uint8Array }) => dec.decode(kp.getSeed());
@@ -49,6 +51,13 @@ function fields(input: unknown, opts?: Parameters<typeof resolveConfig>[1]): str
 }
 
 const minimal: ServiceConfig = { issuer: { seed: ISSUER_SEED }, accounts: ["APP"] };
+
+const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+/** The string with the character at `i` replaced by the next base32 character (always a different one). */
+function mutateAt(s: string, i: number): string {
+  const next = BASE32[(BASE32.indexOf(s[i]!) + 1) % BASE32.length]!;
+  return s.slice(0, i) + next + s.slice(i + 1);
+}
 
 function operatorMinimal(): ServiceConfig {
   return {
@@ -282,10 +291,12 @@ describe("resolveConfig: every error names its field", () => {
       /not a seed/,
     ],
     [
+      // A character in the middle carries key bits only, so the CRC-16 always catches the change (the last
+      // character also carries padding bits: changing it can leave the seed valid).
       "issuer bad checksum",
-      { ...minimal, issuer: { seed: ISSUER_SEED.slice(0, -1) + (ISSUER_SEED.endsWith("A") ? "B" : "A") } },
+      { ...minimal, issuer: { seed: mutateAt(ISSUER_SEED, 28) } },
       ["issuer.seed"],
-      /invalid/,
+      /invalid \(bad checksum\)/,
     ],
     [
       "issuer seed file missing",
@@ -502,5 +513,169 @@ describe("applyEnvOverrides", () => {
   it("empty values are ignored; no env → unchanged", () => {
     assert.deepEqual(applyEnvOverrides(minimal, { NATS_URL: "", NATS_TOKEN: "  " }).nats, {});
     assert.deepEqual(applyEnvOverrides(minimal, {}).issuer, minimal.issuer);
+  });
+});
+
+describe("config fixes: keys, URLs, paths, listen addresses, the input type", () => {
+  it("a one-character change anywhere in a seed but its last character is always reported", () => {
+    // CRC-16 catches every change confined to 16 consecutive bits; one base32 character is 5 bits. The last
+    // character also holds the 2 padding bits, so it is left out (the old flaky case).
+    for (let i = 0; i < ISSUER_SEED.length - 1; i++) {
+      const ps = problems({ ...minimal, issuer: { seed: mutateAt(ISSUER_SEED, i) } });
+      assert.deepEqual(
+        ps.map((p) => p.field),
+        ["issuer.seed"],
+        `position ${i}`,
+      );
+      if (i >= 4) assert.match(ps[0]!.message, /invalid \(bad checksum\)/, `position ${i}`);
+    }
+  });
+
+  it("a server URL with credentials is never echoed, whether or not it parses", () => {
+    for (const url of [
+      "nats://svc:hunter2@host:99999",
+      "svc:hunter2@host:99999",
+      "nats://svc:hunter2@host:4222",
+      "tls://svc:p@ss:hunter2@host:bad",
+    ]) {
+      let err: unknown;
+      try {
+        resolveConfig(applyEnvOverrides(minimal, { NATS_URL: url }));
+      } catch (e) {
+        err = e;
+      }
+      assert.ok(err instanceof ConfigError, url);
+      assert.deepEqual(
+        err.problems.map((p) => p.field),
+        ["nats.servers[0]"],
+      );
+      const text = `${err.message} ${JSON.stringify(err.problems)} ${inspect(err)}`;
+      assert.ok(!text.includes("hunter2"), text);
+    }
+    const ps = problems({ ...minimal, nats: { servers: "nats://svc:hunter2@host:99999" } });
+    assert.equal(ps[0]!.message, 'not a server URL: "nats://[REDACTED]@host:99999"');
+  });
+
+  it("missing files are named by their resolved path", () => {
+    const base = mkdtempSync(join(tmpdir(), "cfg-enoent-"));
+    try {
+      const ps = problems({ issuer: { seed_file: "keys/issuer.nk" }, accounts: ["APP"] }, { baseDir: base });
+      assert.deepEqual(ps, [
+        { field: "issuer.seed_file", message: `cannot read ${join(base, "keys/issuer.nk")} (ENOENT)` },
+      ]);
+      const pp = problems({ ...minimal, policy: { dir: "pol" } }, { baseDir: base });
+      assert.deepEqual(pp, [{ field: "policy.dir", message: `${join(base, "pol")} not found (ENOENT)` }]);
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
+  });
+
+  it("metrics.listen: host:port, [v6]:port, :port, port 0, and off / empty / 0 for no listener", () => {
+    const listen = (v: string) => resolveConfig({ ...minimal, metrics: { listen: v } }).metrics.listen;
+    assert.deepEqual(listen("127.0.0.1:9464"), { host: "127.0.0.1", port: 9464 });
+    assert.deepEqual(listen("localhost:9464"), { host: "localhost", port: 9464 });
+    assert.deepEqual(listen(":9464"), { host: "0.0.0.0", port: 9464 });
+    assert.deepEqual(listen("[::1]:9464"), { host: "::1", port: 9464 });
+    assert.deepEqual(listen("127.0.0.1:0"), { host: "127.0.0.1", port: 0 });
+    for (const off of ["off", "OFF", "0"]) assert.equal(listen(off), null, off);
+    assert.equal(resolveConfig(minimal).metrics.listen, null, "default off");
+    for (const bad of ["9464", "host:", "host:99999", "a:b:c", "[nope]:1", "::1:9464", "local host:80"]) {
+      const ps = problems({ ...minimal, metrics: { listen: bad } });
+      assert.deepEqual(
+        ps.map((p) => p.field),
+        ["metrics.listen"],
+        bad,
+      );
+      assert.match(
+        ps[0]!.message,
+        /expected "host:port", "\[v6\]:port", ":port" \(port 0: any free port\) or "off"/,
+      );
+    }
+  });
+
+  it("serve --help's example --metrics-listen value is accepted (and other forms via the flag)", () => {
+    const example = /--metrics-listen (\S+)/.exec(SERVE_HELP.slice(SERVE_HELP.indexOf("Examples:")))?.[1];
+    assert.equal(example, ":9464");
+    const base = mkdtempSync(join(tmpdir(), "cfg-flag-"));
+    try {
+      const file = join(base, "service.yaml");
+      mkdirSync(join(base, "pol"));
+      writeFileSync(file, `issuer: { seed: ${ISSUER_SEED} }\naccounts: [APP]\npolicy: { dir: pol }\n`);
+      const listen = (v: string) =>
+        loadServeConfig({ config: file, overrides: [["metrics-listen", v]] }, {}).metrics.listen;
+      assert.deepEqual(listen(example), { host: "0.0.0.0", port: 9464 });
+      assert.deepEqual(listen("[::1]:0"), { host: "::1", port: 0 });
+      assert.equal(listen("off"), null);
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
+  });
+
+  it("loading: a password in NATS_URL or --nats-url never reaches the error; a missing file is named", () => {
+    for (const [overrides, env] of [
+      [[["nats-url", "nats://svc:hunter2@host:99999"]], {}],
+      [[], { NATS_URL: "nats://svc:hunter2@host:99999" }],
+    ] as [[string, string][], Record<string, string>][]) {
+      let err: unknown;
+      try {
+        loadServeConfig({ overrides }, env);
+      } catch (e) {
+        err = e;
+      }
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /nats\.servers\[0\]: not a server URL: "nats:\/\/\[REDACTED\]@host:99999"/);
+      assert.ok(!err.message.includes("hunter2"), err.message);
+    }
+    assert.throws(
+      () => readConfigFile("no-such-dir/service.yaml"),
+      (e: unknown) =>
+        e instanceof ConfigError &&
+        e.problems[0]!.message === `cannot read ${join(process.cwd(), "no-such-dir/service.yaml")}: ENOENT`,
+    );
+  });
+
+  it("ServiceConfig (the input type) has a field for every CONFIG_FIELDS path", () => {
+    // Typed as ServiceConfig: a field missing from the type fails the typecheck; a field missing from this
+    // literal fails the comparison below.
+    const full: Required<ServiceConfig> = {
+      nats: {
+        servers: "nats://h:1",
+        user: "u",
+        password: "p",
+        token: "t",
+        nkey_seed_file: "f",
+        creds_file: "f",
+        tls: { ca_file: "f", cert_file: "f", key_file: "f" },
+        name: "n",
+        queue_group: "q",
+        subject: "s",
+      },
+      mode: "config",
+      issuer: { seed: "s", seed_file: "f" },
+      accounts: { "*": { public_key: "A", signing_key_seed: "S", signing_key_seed_file: "f" } },
+      callout_account: { public_key: "A", seed: "S", seed_file: "f" },
+      xkey: { seed: "S", seed_file: "f" },
+      expiry: { default_seconds: 1, max_seconds: 1, response_seconds: 1 },
+      limits: { max_concurrency: 1, max_queue: 1, max_request_bytes: 1 },
+      policy: {
+        dir: "d",
+        bundle: "b",
+        entrypoint: "e",
+        mask_entrypoint: "m",
+        watch: true,
+        poll_seconds: 1,
+        opa_binary: "o",
+      },
+      log: { level: "info", format: "json" },
+      decision_log: { destination: "stdout" },
+      metrics: { listen: "off" },
+    };
+    const leaves = (o: Record<string, unknown>, pre: string): string[] =>
+      Object.entries(o).flatMap(([k, v]) =>
+        typeof v === "object" && v !== null && !Array.isArray(v)
+          ? [...(pre === "" && k === "accounts" ? ["accounts"] : []), ...leaves(v as never, `${pre}${k}.`)]
+          : [`${pre}${k}`],
+      );
+    assert.deepEqual(leaves(full, "").sort(), CONFIG_FIELDS.map((f) => f.path).sort());
   });
 });
