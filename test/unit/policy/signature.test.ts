@@ -5,11 +5,6 @@
  * The canonical hash is exercised through a data.json that Go and JavaScript print differently.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { generateKeyPairSync } from "node:crypto";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { after, describe, test } from "node:test";
 import { PolicyLoadError } from "../../../src/errors.js";
 import {
@@ -19,18 +14,10 @@ import {
   type VerificationConfig,
 } from "../../../src/policy/signature.js";
 import { readTarGz } from "../../../src/policy/tar.js";
-import { CAPABILITIES, FIXTURES, OPA_BIN, skipWithoutOpa, tarGz } from "../../helpers/opa.js";
+import { cleanupBundleHelpers, opaBundle, pemPair } from "../../helpers/bundles.js";
+import { OPA_BIN, skipWithoutOpa, tarGz } from "../../helpers/opa.js";
 
-const EP = "nats/authz/decision";
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
-function tmp(prefix: string): string {
-  const d = mkdtempSync(path.join(tmpdir(), prefix));
-  roots.push(d);
-  return d;
-}
+after(cleanupBundleHelpers);
 
 /** Data that Go's and JavaScript's JSON printers disagree on (number literals, U+2028, HTML characters). */
 const TRICKY_DATA = `{
@@ -39,43 +26,12 @@ const TRICKY_DATA = `{
   "ctl": "tab\\tbell\\u0007", "emoji": "\\ud83d\\ude00", "nested": {"b": true, "a": null, "é": "ü"}
 }`;
 
-interface Signed {
+/** The basic fixture with tricky data, built and signed by the real opa; its files as our reader sees them. */
+function opaSigned(opts: { alg: string; signingKey: string; claims?: object }): {
   files: Map<string, Buffer>;
-}
-
-/** `opa build -b -t wasm` of the basic fixture (+ tricky data) signed with `signingKey`. */
-function opaSigned(opts: {
-  alg: string;
-  signingKey: string;
-  claims?: object;
-  extraFiles?: Record<string, string>;
-}): Signed {
-  const dir = tmp("sig-policy-");
-  cpSync(path.join(FIXTURES, "basic"), dir, { recursive: true });
-  writeFileSync(path.join(dir, "data.json"), TRICKY_DATA);
-  for (const [n, c] of Object.entries(opts.extraFiles ?? {})) writeFileSync(path.join(dir, n), c);
-  const work = tmp("sig-out-");
-  const out = path.join(work, "bundle.tar.gz");
-  const args = ["build", "-b", "-t", "wasm", "-e", EP, "--capabilities", CAPABILITIES];
-  args.push("--signing-alg", opts.alg, "--signing-key", opts.signingKey, "-o", out);
-  if (opts.claims) {
-    const claims = path.join(work, "claims.json");
-    writeFileSync(claims, JSON.stringify(opts.claims));
-    args.push("--claims-file", claims);
-  }
-  execFileSync(OPA_BIN!, [...args, dir], { cwd: dir, stdio: "pipe" });
-  return { files: readTarGz(readFileSync(out)) };
-}
-
-function pemPair(type: "rsa" | "ec"): { privPath: string; pub: string } {
-  const kp =
-    type === "rsa"
-      ? generateKeyPairSync("rsa", { modulusLength: 2048 })
-      : generateKeyPairSync("ec", { namedCurve: "P-256" });
-  const dir = tmp("sig-key-");
-  const privPath = path.join(dir, "key.pem");
-  writeFileSync(privPath, kp.privateKey.export({ type: "pkcs8", format: "pem" }));
-  return { privPath, pub: kp.publicKey.export({ type: "spki", format: "pem" }).toString() };
+} {
+  const signing = { alg: opts.alg, key: opts.signingKey, ...(opts.claims ? { claims: opts.claims } : {}) };
+  return { files: readTarGz(opaBundle({ data: TRICKY_DATA, signing })) };
 }
 
 const refused = (pattern: RegExp) => (err: unknown) => {
