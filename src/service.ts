@@ -18,6 +18,7 @@ import {
   connect,
   credsAuthenticator,
   nkeyAuthenticator,
+  type Authenticator,
   type Msg,
   type NatsConnection,
   type NodeConnectionOptions,
@@ -33,6 +34,7 @@ import {
 } from "./callout/pipeline.js";
 import { XKEY_HEADER } from "./callout/decode.js";
 import { signerFromSeed, xkeyFromSeed } from "./callout/keys.js";
+import { noNonceReporter, nonceObserver } from "./callout/nkey-proof.js";
 import { resolveConfig, type ResolvedConfig, type ServiceConfig } from "./config.js";
 import { CalloutError, ConfigError, type ErrorCode } from "./errors.js";
 import { silentLogger, type Logger } from "./log.js";
@@ -429,18 +431,23 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
   };
 
   // ---- connect and subscribe ----
+  const natsOptions = connectionOptions(cfg, {
+    ...(options.reconnectTimeWaitMs !== undefined
+      ? { reconnectTimeWaitMs: options.reconnectTimeWaitMs }
+      : {}),
+    ...(options.waitOnFirstConnect !== undefined ? { waitOnFirstConnect: options.waitOnFirstConnect } : {}),
+  });
+  // Without a nonce no client nkey can be proven (derived.nkey never appears): say so once.
+  const checkNonce = noNonceReporter(() =>
+    log.warn(
+      { code: "no_nonce" },
+      "nats-server sends no nonce: client nkeys cannot be proven (config mode needs one nkey user; see docs/operations.md)",
+    ),
+  );
+  natsOptions.authenticator = nonceObserver(natsOptions.authenticator, checkNonce) as Authenticator[];
   let nc: NatsConnection;
   try {
-    nc = await connect(
-      connectionOptions(cfg, {
-        ...(options.reconnectTimeWaitMs !== undefined
-          ? { reconnectTimeWaitMs: options.reconnectTimeWaitMs }
-          : {}),
-        ...(options.waitOnFirstConnect !== undefined
-          ? { waitOnFirstConnect: options.waitOnFirstConnect }
-          : {}),
-      }),
-    );
+    nc = await connect(natsOptions);
   } catch (err) {
     log.error({ error_type: errorType(err), message: (err as Error).message }, "cannot connect to nats");
     throw err;

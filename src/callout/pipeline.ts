@@ -1,18 +1,23 @@
 /**
  * One authorization, transport-agnostic: bytes in → Outcome + reply bytes out.
  *
- *   decode (verify) → handler → validateGrant → user JWT → signed response (sealed if the request was)
+ *   decode (verify) → nkey proof → handler → validateGrant → user JWT → signed response (sealed like the request)
  *
  * Outcomes, fail closed:
  * - decode error → **abort** (no reply): the request is not authentic or not for us, so there is no
  *   trustworthy `user_nkey`/server to answer, and a stale request's client is already gone.
  *   Exception: AnswerableDecodeError (signature, envelope and addressing verified, only an optional
  *   field malformed) → **deny** with a signed error, so the client is not left waiting.
+ * - the client's nkey proof fails (nonce, nkey and a missing/wrong signature; src/callout/nkey-proof.ts) →
+ *   deny `nkey_proof_failed` naming the field; a proven nkey is handed on as `req.proven_nkey`.
  * - handler throws AuthError → deny (its reason); AbortAuth → abort; any other throw → deny with
  *   code `handler_error` (or the CalloutError's own code), never the thrown message.
  * - the request expired while the handler ran → abort (`request_expired`): the server stopped listening.
  * - validateGrant fails → deny with its code (`decision_shape_error`, `account_not_allowed`, …).
  * - signing/sealing fails → a signed deny if that still works, else abort. Never allow.
+ *
+ * Every deny/abort/allow reason is redacted to "redacted" when it contains a credential of the request
+ * (src/secrets.ts), whatever produced it (policy, plain handler, error).
  *
  * This module never logs and never touches the network; the service wires it to NATS.
  */
@@ -24,11 +29,13 @@ import {
   CalloutError,
   ConfigError,
   DecisionShapeError,
+  NkeyProofError,
   RequestDecodeError,
   ResponseEncodeError,
   type ErrorCode,
 } from "../errors.js";
 import { validateGrant } from "../grant.js";
+import { redactText, requestCredentials } from "../secrets.js";
 import type {
   AuthorizationRequest,
   Grant,
@@ -42,6 +49,7 @@ import { AnswerableDecodeError, decodeRequest, type ReplyTarget } from "./decode
 import { encodeJwt } from "./jwt.js";
 import { isPublicKey, Verifier, type Signer, type XKey } from "./keys.js";
 import { encodeResponse, type ResponseOptions } from "./respond.js";
+import { clientKeyVerifier, proveNkey } from "./nkey-proof.js";
 import { CORE_DEFAULTS } from "./defaults.js";
 
 /** Defaults for CoreOptions (also the service's defaults; defined in ./defaults.ts). */
@@ -208,7 +216,7 @@ function checkOptions(opts: CoreOptions): void {
 
 function denyReason(err: CalloutError): string {
   if (err instanceof AuthError) return err.message;
-  if (err instanceof DecisionShapeError) return `${err.code}: ${err.field}`;
+  if (err instanceof DecisionShapeError || err instanceof NkeyProofError) return `${err.code}: ${err.field}`;
   return err.code;
 }
 
@@ -223,6 +231,7 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
 
   const clock = opts.now ?? Date.now;
   const verifier = opts.verifier ?? new Verifier();
+  const nkeyVerifier = clientKeyVerifier();
   const defaultExpirySeconds = opts.defaultExpirySeconds ?? CORE_DEFAULTS.defaultExpirySeconds;
   const maxExpirySeconds = opts.maxExpirySeconds ?? CORE_DEFAULTS.maxExpirySeconds;
   const responseExpirySeconds = opts.responseExpirySeconds ?? CORE_DEFAULTS.responseExpirySeconds;
@@ -272,12 +281,19 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
       timings.total_us = us(t0, performance.now());
       return { decisionId: id, meta, timings, ...r };
     };
+    // Reasons reach nats-server's log and the decision log: never with a credential in them (src/secrets.ts).
+    const safe = (reason: string, request?: AuthorizationRequest): string =>
+      request ? redactText(reason, requestCredentials(request)) : reason;
     const abort = (code: ErrorCode, reason: string, error: CalloutError, request?: AuthorizationRequest) =>
-      finish({ outcome: { kind: "abort", code, reason }, error, ...(request ? { request } : {}) });
+      finish({
+        outcome: { kind: "abort", code, reason: safe(reason, request) },
+        error,
+        ...(request ? { request } : {}),
+      });
     // A signed deny; if even that cannot be produced, abort (never allow).
     const deny = (target: ReplyTarget, error: CalloutError, request?: AuthorizationRequest): AuthResult => {
       const ts = performance.now();
-      const reason = denyReason(error);
+      const reason = safe(denyReason(error), request);
       let reply: Uint8Array;
       try {
         reply = encodeResponse(target, { error: reason }, responseOptions(clock()));
@@ -315,6 +331,13 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
           ? err
           : new RequestDecodeError("request decode failed", "request_decode_error", { cause: err });
       return abort(e.code, e.message, e);
+    }
+    // 1b. the client's nkey: proven (handlers see req.proven_nkey), a bare claim, or a forged proof (deny)
+    const proof = proveNkey(req, nkeyVerifier);
+    if (proof.status === "proven") req.proven_nkey = proof.nkey;
+    else if (proof.status === "failed") {
+      timings.decode_us = us(t0, performance.now());
+      return deny(req, new NkeyProofError(proof.field, proof.message), req);
     }
     const t1 = performance.now();
     timings.decode_us = us(t0, t1);
@@ -392,6 +415,7 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
         issued.allowed_connection_types = valid.allowed_connection_types;
       if (valid.bearer_token !== undefined) issued.bearer_token = valid.bearer_token;
       if (valid.tags !== undefined) issued.tags = valid.tags;
+      if (typeof meta.reason === "string") meta.reason = safe(meta.reason, req);
       const outcome: Outcome =
         typeof meta.reason === "string"
           ? { kind: "allow", grant: valid, reason: meta.reason }
