@@ -20,6 +20,7 @@ import { startCallout, type CalloutService, type ResultEvent } from "../service.
 import { EXIT, EXIT_CODES_HELP, UsageError, asUsage, err, packageVersion } from "./common.js";
 import { ENV_OVERRIDES, FLAG_OVERRIDES } from "./flags.js";
 import { openPolicy, type PolicyHandle } from "./policy.js";
+import { startPolicySource, type PolicySourceHandle } from "../policy/sources/index.js";
 import { decisionRecordFromResult, decisionSampleFromResult } from "./result.js";
 
 export const SERVE_HELP = `Usage: nats-opa-callout serve [--config <file>] [options]
@@ -155,6 +156,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   });
   let service: CalloutService | undefined;
   let policy: PolicyHandle | undefined;
+  let source: PolicySourceHandle | undefined;
   let phase: "starting" | "serving" | "stopping" = "starting";
   const readiness = (): Readiness => {
     const reasons: string[] = [];
@@ -172,6 +174,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     inFlight: () => service?.status().inFlight ?? 0,
     queueDepth: () => service?.status().queued ?? 0,
     wasmMemoryBytes: () => policy?.status().memoryBytes,
+    policySource: () => source?.status(),
   });
   let http: HttpServer | undefined;
   if (cfg.metrics.listen) {
@@ -187,6 +190,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
           crypto: CRYPTO_BACKEND,
           phase,
           policy: policy?.status() ?? null,
+          ...(source !== undefined ? { policy_source: source.status() } : {}),
           service: service?.status() ?? null,
         }),
       });
@@ -203,6 +207,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   }
 
   const closeAll = async () => {
+    await source?.stop().catch(() => {});
     await policy?.close().catch(() => {});
     await http?.close().catch(() => {});
     if (stream) await new Promise<void>((r) => stream.end(() => r()));
@@ -210,7 +215,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
   };
 
   // 3. Policy: fail fast (exit 3) when the first load fails; later failures keep the last good revision.
+  //    A remote source (policy.source) first brings policy.bundle up to date (or keeps the last good copy).
   try {
+    source = await startPolicySource(policyCfg, cfg.nats, logger);
     policy = await openPolicy(policyCfg, {
       logger, // createPolicyEngine logs every reload (info on success, error with file:line on failure)
       onReload: (ev) => metrics.observeReload(ev.ok, ev.revision, ev.at),
