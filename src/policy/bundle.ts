@@ -94,6 +94,11 @@ export interface BuildOptions {
   /** The opa binary (default "opa" on PATH). */
   opaBin?: string;
   timeoutMs?: number;
+  /**
+   * Sign the bundle (`opa build --bundle --signing-key`): a PEM private key file (RS*, PS*, ES*) or, for HS*, the
+   * shared secret itself (opa takes it on its command line: prefer asymmetric keys on shared build hosts).
+   */
+  signing?: { algorithm: string; key: string };
 }
 
 /** First "file:line" an opa error message names (paths are relative to the policy directory). */
@@ -121,6 +126,8 @@ export async function buildBundle(snapshot: PolicySnapshot, opts: BuildOptions):
     }
     const out = path.join(work, "bundle.tar.gz");
     const args = ["build", "-t", "wasm"];
+    if (opts.signing)
+      args.push("--bundle", "--signing-alg", opts.signing.algorithm, "--signing-key", opts.signing.key);
     for (const ep of opts.entrypoints) args.push("-e", ep);
     const caps = opts.capabilities ?? defaultCapabilitiesPath();
     if (caps) args.push("--capabilities", path.resolve(caps));

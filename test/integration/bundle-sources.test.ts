@@ -14,11 +14,33 @@ import { after, describe, test } from "node:test";
 import { createAccount } from "@nats-io/nkeys";
 import { connect } from "@nats-io/transport-node";
 import { startOurs, type OursChild } from "../../bench/lib/peers.js";
+import { execFile } from "node:child_process";
+import { cpSync, readFileSync } from "node:fs";
+import { promisify } from "node:util";
+import { Objm } from "@nats-io/obj";
 import { uploadBundle } from "../../src/policy/sources/object-store.js";
+import { verifyBundleSignature } from "../../src/policy/signature.js";
+import { takeSnapshot } from "../../src/policy/snapshot.js";
 import { cleanupBundleHelpers, opaBundle, pemPair, startBundleServer } from "../helpers/bundles.js";
 import { serverMatrix, startNatsServer } from "../helpers/nats-server.js";
 import { readTarGz } from "../../src/policy/tar.js";
-import { OPA_BIN, skipWithoutOpa, tarGz } from "../helpers/opa.js";
+import { FIXTURES, OPA_BIN, REPO_ROOT, skipWithoutOpa, tarGz } from "../helpers/opa.js";
+
+const execFileP = promisify(execFile);
+const CLI = path.join(REPO_ROOT, "src", "cli.ts");
+/** The real CLI from source; resolves with exit code and output (never rejects). */
+async function cli(args: string[]): Promise<{ code: number; out: string }> {
+  try {
+    const r = await execFileP(process.execPath, ["--import", "tsx", CLI, ...args], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, OPA_BIN: OPA_BIN ?? "opa" },
+    });
+    return { code: 0, out: r.stdout + r.stderr };
+  } catch (e) {
+    const x = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: x.code ?? -1, out: `${x.stdout ?? ""}${x.stderr ?? ""}` };
+  }
+}
 
 after(cleanupBundleHelpers);
 
@@ -254,5 +276,78 @@ describe(
         }
       },
     );
+
+    test("bundle build and bundle push: the service's revision, signed as OPA signs, uploaded for the fleet", async () => {
+      const work = mkdtempSync(path.join(tmpdir(), "bundle-cli-"));
+      const issuer = createAccount();
+      await using ns = await startNatsServer({
+        bin: latest.bin,
+        config: serverConfig(issuer.getPublicKey(), "x", path.join(work, "js")),
+      });
+      const key = pemPair("ec");
+      const dir = path.join(work, "policy");
+      cpSync(path.join(FIXTURES, "basic"), dir, { recursive: true });
+      const revision = (await takeSnapshot(dir)).revision;
+      const signing = { keys: { default: { algorithm: "ES256" as const, key: key.pub } } };
+
+      const out = path.join(work, "out.tar.gz");
+      const built = await cli([
+        "bundle",
+        "build",
+        "--policy-dir",
+        dir,
+        "-o",
+        out,
+        "--signing-key",
+        key.privPath,
+        "--signing-alg",
+        "ES256",
+      ]);
+      assert.equal(built.code, 0, built.out);
+      assert.match(built.out, new RegExp(`revision ${revision}.*signed ES256`));
+      const files = readTarGz(readFileSync(out));
+      await verifyBundleSignature(files, signing);
+      assert.equal(JSON.parse(files.get("/.manifest")!.toString()).revision, revision);
+
+      writeFileSync(path.join(work, "pw"), "policy-pw\n");
+      const pushed = await cli([
+        "bundle",
+        "push",
+        "--policy-dir",
+        dir,
+        "--bucket",
+        "fleet",
+        "--name",
+        "authz",
+        "--server",
+        ns.url,
+        "--user",
+        "policy",
+        "--password-file",
+        path.join(work, "pw"),
+        "--signing-key",
+        key.privPath,
+        "--signing-alg",
+        "ES256",
+      ]);
+      assert.equal(pushed.code, 0, pushed.out);
+      assert.doesNotMatch(pushed.out, /policy-pw/);
+      const nc = await connect({ servers: ns.url, user: "policy", pass: "policy-pw" });
+      try {
+        const blob = await (await new Objm(nc).open("fleet")).getBlob("authz");
+        assert.ok(blob);
+        await verifyBundleSignature(readTarGz(Buffer.from(blob)), signing);
+      } finally {
+        await nc.close();
+      }
+
+      writeFileSync(path.join(dir, "authz.rego"), "package nats.authz\n\ndecision := {\n");
+      const broken = await cli(["bundle", "build", "--policy-dir", dir, "-o", out]);
+      assert.equal(broken.code, 3, broken.out);
+      assert.match(broken.out, /authz\.rego:\d+/);
+      const wrong = await cli(["bundle", "push", "--policy-dir", dir]);
+      assert.equal(wrong.code, 2);
+      assert.match(wrong.out, /--bucket/);
+    });
   },
 );
