@@ -218,10 +218,25 @@ export async function serveCommand(argv: string[]): Promise<number> {
   //    A remote source (policy.source) first brings policy.bundle up to date (or keeps the last good copy).
   try {
     source = await startPolicySource(policyCfg, cfg.nats, logger);
-    policy = await openPolicy(policyCfg, {
-      logger, // createPolicyEngine logs every reload (info on success, error with file:line on failure)
-      onReload: (ev) => metrics.observeReload(ev.ok, ev.revision, ev.at),
-    });
+    const open = () =>
+      openPolicy(policyCfg, {
+        logger, // createPolicyEngine logs every reload (info on success, error with file:line on failure)
+        onReload: (ev) => {
+          metrics.observeReload(ev.ok, ev.revision, ev.at);
+          if (ev.ok && ev.revision !== undefined) void source?.rememberActivated(ev.revision);
+        },
+      });
+    try {
+      policy = await open();
+    } catch (e) {
+      // A downloaded bundle that passed its signature check may still fail to load: serve the last activated copy.
+      if (!(e instanceof PolicyLoadError) || !(await source?.restoreLastGood())) throw e;
+      logger.warn(
+        { code: e.code, error: e.message },
+        "policy.bundle failed to load; serving the last good copy kept from the previous activation",
+      );
+      policy = await open();
+    }
     // policy.mask_entrypoint: evaluated per event on the deciding snapshot, after the built-in secret masks; a
     // failing mask drops the event's input (counted as decision_log_dropped{reason="mask_error"}).
     decisionLog.setMask(policy.mask);

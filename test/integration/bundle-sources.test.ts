@@ -15,6 +15,7 @@ import { createAccount } from "@nats-io/nkeys";
 import { connect } from "@nats-io/transport-node";
 import { startOurs, type OursChild } from "../../bench/lib/peers.js";
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { cpSync, readFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { Objm } from "@nats-io/obj";
@@ -191,7 +192,27 @@ describe(
         );
         assert.equal(await canLogin(ns.url, "bob"), true);
 
-        // Restart while the bundle server is down: the last good copy in policy.bundle serves.
+        // Signed, but its policy fails the smoke evaluation (the smoke user is both allowed and blocked: conflicting
+        // outputs). The watcher refuses it; the file now holds it, so a restart must fall back to the last good copy.
+        const smokeSha = createHash("sha256").update("smoke-test-password").digest("hex");
+        const broken = opaBundle({
+          data: JSON.stringify({
+            users: { "smoke-test": { ...USERS.bob, pass_sha256: smokeSha } },
+            blocked: ["smoke-test"],
+            policy: { valid_until_ns: 4102444800000000000 },
+          }),
+          revision: "rev-broken",
+          signing: sign,
+        });
+        bundles.publish(broken);
+        await until(
+          async () => /smoke evaluation/.test(JSON.stringify((await status(svc!)).policy)),
+          "the broken revision refused by the watcher",
+        );
+        assert.equal((await status(svc)).policy?.revision, "rev-2");
+        assert.equal(await canLogin(ns.url, "bob"), true);
+
+        // Restart while the bundle server is down: policy.bundle holds the broken bundle; the last good copy serves.
         await svc.stop();
         svc = undefined;
         await bundles.stop();

@@ -9,12 +9,15 @@
  * retrying. Logs: one line per new bundle, the first failure of a run of failures (warn) and the recovery (info)
  * — a source that stays down does not flood the log.
  */
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
+import { readFile, rename, writeFile } from "node:fs/promises";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import type { ResolvedNats, ResolvedPolicy, ResolvedSigning } from "../../config/types.js";
 import { PolicyLoadError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { SigningAlgorithm, VerificationConfig } from "../signature.js";
+import { readTarGz } from "../tar.js";
 import { HttpBundleSource, type SourceStatus } from "./http.js";
 import { ObjectStoreBundleSource, type ObjectStoreSourceStatus } from "./object-store.js";
 
@@ -22,7 +25,35 @@ export type PolicySourceStatus = SourceStatus | ObjectStoreSourceStatus;
 
 export interface PolicySourceHandle {
   status(): PolicySourceStatus;
+  /**
+   * The watcher activated `revision`: when policy.bundle still holds that revision, keep a copy as
+   * `<policy.bundle>.last-good` (a downloaded bundle can pass its signature check yet fail the smoke evaluation; the
+   * file then holds it, and a restart must not depend on it).
+   */
+  rememberActivated(revision: string): Promise<void>;
+  /** Put the last activated copy back into policy.bundle; false when there is none (or it is already there). */
+  restoreLastGood(): Promise<boolean>;
   stop(): Promise<void>;
+}
+
+/** The revision the policy loader gives a bundle file: its manifest revision, else a hash of the bytes. */
+function bundleRevision(bytes: Buffer): string {
+  try {
+    const m = JSON.parse(readTarGz(bytes).get("/.manifest")?.toString("utf8") ?? "{}") as {
+      revision?: unknown;
+    };
+    if (typeof m.revision === "string" && m.revision !== "") return m.revision;
+  } catch {
+    /* not readable: no manifest revision */
+  }
+  return createHash("sha256").update(bytes).digest("hex").slice(0, 16);
+}
+
+/** Atomically write `bytes` to `file` (temporary sibling + rename). */
+async function replaceFile(file: string, bytes: Buffer): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, bytes, { mode: 0o600 });
+  await rename(tmp, file);
 }
 
 /** The verification settings for the signature checker. */
@@ -149,8 +180,30 @@ export async function startPolicySource(
       `policy.bundle ${target} does not exist yet and the first download failed: ${first.last_error ?? "unknown error"}`,
     );
   }
+  const lastGood = `${target}.last-good`;
   return {
     status: () => source.status(),
+    async rememberActivated(revision) {
+      try {
+        const bytes = await readFile(target);
+        if (bundleRevision(bytes) !== revision) return; // a newer download is already waiting for the watcher
+        const kept = await readFile(lastGood).catch(() => undefined);
+        if (kept === undefined || !kept.equals(bytes)) await replaceFile(lastGood, bytes);
+      } catch (err) {
+        logger.warn(
+          { event: "bundle_last_good", error: (err as Error).message },
+          "cannot keep the last good bundle copy",
+        );
+      }
+    },
+    async restoreLastGood() {
+      const kept = await readFile(lastGood).catch(() => undefined);
+      if (kept === undefined) return false;
+      const current = await readFile(target).catch(() => undefined);
+      if (current !== undefined && current.equals(kept)) return false;
+      await replaceFile(target, kept);
+      return true;
+    },
     async stop() {
       unobserve();
       await source.stop();
