@@ -74,9 +74,9 @@ docs: deps ## regenerate docs/configuration.md from the config schema (CONFIG_FI
 	node --import tsx scripts/gen-config-docs.ts
 
 ## ---- tests ----
-test-unit: deps tools ## in-process unit tests (real opa for compiled fixtures)
+test-unit: deps tools ## in-process unit and property tests (real opa for compiled fixtures)
 	@mkdir -p build
-	$(NODE_TEST) $$(find test/unit -name '*.test.ts' | sort)
+	$(NODE_TEST) $$(find test/unit test/property -name '*.test.ts' | sort)
 
 test-integration: deps tools build ## against real nats-server (latest and 2.10)
 	$(NODE_TEST) $$(find test/integration -name '*.test.ts' | sort)

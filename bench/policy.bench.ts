@@ -15,7 +15,7 @@ import { OPA_BIN, REPO } from "./lib/paths.js";
 import { tempDir } from "./lib/process.js";
 import { benchUser, examplePolicyDir, TRIVIAL_POLICY, trivialPolicyDir } from "./lib/policies.js";
 import { fakeServer, makeRequest } from "./lib/requests.js";
-import { latenciesUs, median, q } from "./lib/timing.js";
+import { latenciesUsAsync, median, q } from "./lib/timing.js";
 
 export interface ScaleRow {
   users: number;
@@ -90,10 +90,13 @@ export async function policyBench(opts: {
         return buildInput(decodeRequest(data, undefined, { verifier }));
       });
       const nowNs = BigInt(Date.now()) * 1_000_000n;
-      const first = toDecision(active.policy.evaluate(inputs[0], active.entrypoint, { nowNs }).result);
+      const first = toDecision(
+        (await active.policy.evaluate(inputs[0], active.entrypoint, { nowNs })).result,
+      );
       if (first.kind !== "allow")
         throw new Error(`example policy with ${users} users did not allow a generated user`);
-      const lat = latenciesUs(
+      // One evaluation at a time through the worker pool (the service's path: includes the thread round trip).
+      const lat = await latenciesUsAsync(
         (i) => active.policy.evaluate(inputs[i % pool], active.entrypoint, { nowNs }),
         opts.evals,
       );

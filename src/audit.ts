@@ -1,12 +1,14 @@
 /**
  * Decision log: one event per authorization request (allow, deny, abort and error alike), written as one JSON
- * line. The event carries the policy input as a **masked deep copy**: secrets (`connect_opts.pass`, `auth_token`,
- * `jwt`, `sig`, `client_info.nonce`, any string elsewhere that contains a credential in any case or an
- * 8-character fragment of one (src/secrets.ts; e.g. `client_info.user` on 2.10), and anything shaped like a JWT
- * or an nkey seed) are replaced by "[REDACTED]" and their JSON pointers listed in `masked`; a `reason`
- * containing a credential becomes "redacted". A policy may add its own masks (see `MaskFunction`; the CLI evaluates
- * `policy.mask_entrypoint`); the built-in masks always apply first, and if the policy mask fails the event is
- * written WITHOUT its input rather than unmasked.
+ * line once the reply's fate is known: `outcome` is what the client got (allow or deny only when that reply
+ * reached the server before the request expired), `reply` what became of the reply, and `decided` the decision
+ * when its reply failed (`reply_failed`) or came too late (`reply_late`). The event carries the policy input as a
+ * **masked deep copy**: secrets (`connect_opts.pass`, `auth_token`, `jwt`, `sig`, `client_info.nonce`, any string
+ * elsewhere that contains a credential in any case or an 8-character fragment of one (src/secrets.ts; e.g.
+ * `client_info.user` on 2.10), and anything shaped like a JWT or an nkey seed) are replaced by "[REDACTED]" and their
+ * JSON pointers listed in `masked`; a `reason` containing a credential becomes "redacted". A policy may add its own
+ * masks (see `MaskFunction`; the CLI evaluates `policy.mask_entrypoint`); the built-in masks always apply first, and
+ * if the policy mask fails the event is written WITHOUT its input rather than unmasked.
  *
  * Events are valid input for `nats-opa-callout eval`, which replays `input` through the policy. Because secrets
  * are masked, decisions that depend on a password or token cannot be reproduced exactly from the log alone.
@@ -42,19 +44,36 @@ export interface DecisionTimings {
   decode_us?: number;
   eval_us?: number;
   sign_us?: number;
+  /** Publishing the reply until the server confirmed it (or it failed, or its deadline passed). */
+  reply_us?: number;
   total_us?: number;
+}
+
+/** What became of the reply: sent in time, failed, late, or none to send (abort, drop). */
+export type ReplyStatusEvent = "sent" | "failed" | "late" | "none";
+
+/** The decision itself, when what the client got differs from it (its reply failed or came late). */
+export interface DecidedEvent {
+  outcome: "allow" | "deny";
+  /** `ok` for an allow, else the deny's code. */
+  code: string;
 }
 
 /** What one finished authorization looks like to the decision log (mapped from the service's result hook). */
 export interface DecisionRecord {
   decisionId: string;
   receivedAt: Date;
+  /** What the client got. */
   outcome: "allow" | "deny" | "abort";
+  reply?: ReplyStatusEvent;
+  decided?: DecidedEvent;
   reason?: string;
   /** Error code (src/errors.ts) or the policy's deny reason code. */
   code?: string;
   /** True when the outcome came from a fault (an exception), not from a decision. */
   error?: boolean;
+  /** Why the policy evaluation failed (OPA's text, file:line; already scrubbed of credentials). */
+  eval_error?: EvalErrorInfo;
   revision?: string;
   entrypoint?: string;
   /** The policy input document, unmasked (masked here). */
@@ -84,6 +103,9 @@ export interface DecisionEvent {
   reason?: string;
   code?: string;
   error?: boolean;
+  reply?: ReplyStatusEvent;
+  decided?: DecidedEvent;
+  eval_error?: EvalErrorInfo;
   revision?: string;
   entrypoint?: string;
   dropped?: string;
@@ -96,6 +118,14 @@ export interface DecisionEvent {
   input_dropped?: string;
   issued?: IssuedEvent;
   timings: DecisionTimings;
+}
+
+/** A failed policy evaluation: code (policy_eval_error, policy_timeout), text, and where OPA located it. */
+export interface EvalErrorInfo {
+  code: string;
+  message: string;
+  file?: string;
+  line?: number;
 }
 
 /** Evaluate `entrypoint` with `input` on one fixed policy snapshot; returns its value (undefined = undefined). */
@@ -324,6 +354,9 @@ export function buildDecisionEvent(rec: DecisionRecord, opts: BuildEventOptions 
   if (rec.reason !== undefined) ev.reason = redactText(rec.reason, inputCredentials(raw));
   if (rec.code !== undefined) ev.code = rec.code;
   if (rec.error) ev.error = true;
+  if (rec.reply !== undefined) ev.reply = rec.reply;
+  if (rec.decided !== undefined) ev.decided = { ...rec.decided };
+  if (rec.eval_error) ev.eval_error = rec.eval_error;
   if (rec.revision !== undefined) ev.revision = rec.revision;
   if (rec.entrypoint !== undefined) ev.entrypoint = rec.entrypoint;
   if (rec.dropped !== undefined) ev.dropped = rec.dropped;

@@ -11,6 +11,7 @@ export type ErrorCode =
   | "encryption_mismatch"
   | "policy_load_error"
   | "policy_eval_error"
+  | "policy_timeout"
   | "decision_shape_error"
   | "account_not_allowed"
   | "subject_injection"
@@ -22,7 +23,11 @@ export type ErrorCode =
   | "handler_error"
   | "auth_denied"
   | "auth_aborted"
-  | "overloaded";
+  | "overloaded"
+  | "grant_too_large"
+  | "reply_failed"
+  | "reply_late"
+  | "service_stopping";
 
 export class CalloutError extends Error {
   readonly code: ErrorCode;
@@ -71,8 +76,20 @@ export class PolicyLoadError extends CalloutError {
 }
 
 export class PolicyEvalError extends CalloutError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** Rego source file and line when OPA named them (e.g. conflicting outputs). */
+  readonly file?: string;
+  readonly line?: number;
+  constructor(message: string, options?: { cause?: unknown; file?: string; line?: number }) {
     super("policy_eval_error", message, options);
+    if (options?.file !== undefined) this.file = options.file;
+    if (options?.line !== undefined) this.line = options.line;
+  }
+}
+
+/** An evaluation outlived its deadline (policy.eval_timeout_ms, or the request's own expiry): deny. */
+export class PolicyTimeoutError extends CalloutError {
+  constructor(message: string) {
+    super("policy_timeout", message);
   }
 }
 

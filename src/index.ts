@@ -29,6 +29,7 @@ export {
   DecisionShapeError,
   KeyError,
   PolicyEvalError,
+  PolicyTimeoutError,
   PolicyLoadError,
   RequestDecodeError,
   ResponseEncodeError,
@@ -46,6 +47,7 @@ export {
   type CalloutStatus,
   type ConnectionState,
   type DropReason,
+  type ReplyStatus,
   type ResultEvent,
   type StartCalloutOptions,
   type StatusChange,
@@ -82,6 +84,7 @@ export {
   type AccountKeys,
   type AuthResult,
   type Authorize,
+  type AuthorizeOptions,
   type CoreOptions,
   type Handler,
   type HandlerContext,
@@ -89,6 +92,7 @@ export {
 } from "./callout/pipeline.js";
 export { signerFromSeed, xkeyFromSeed, type Signer, type XKey } from "./callout/keys.js";
 export { validateGrant, CONNECTION_TYPES } from "./grant.js";
+export { guardHandler } from "./injection.js";
 
 // Policy engine
 export {

@@ -61,3 +61,19 @@ export const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? NaN;
 };
+
+/** latenciesUs for an async operation, awaited one at a time (sorted µs). */
+export async function latenciesUsAsync(
+  fn: (i: number) => Promise<unknown>,
+  n: number,
+  warmup = Math.min(n, 1000),
+): Promise<number[]> {
+  for (let i = 0; i < warmup; i++) await fn(i);
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    await fn(i);
+    out[i] = Number(process.hrtime.bigint() - t0) / 1000;
+  }
+  return out.sort((a, b) => a - b);
+}

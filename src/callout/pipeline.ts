@@ -13,7 +13,14 @@
  * - handler throws AuthError → deny (its reason); AbortAuth → abort; any other throw → deny with
  *   code `handler_error` (or the CalloutError's own code), never the thrown message.
  * - the request expired while the handler ran → abort (`request_expired`): the server stopped listening.
+ *   Expired means past `exp` (+ clock skew) on this clock, or held longer than the server's timeout
+ *   (`exp - iat`) since it was received, which holds whatever the clocks say.
  * - validateGrant fails → deny with its code (`decision_shape_error`, `account_not_allowed`, …).
+ * - the signed allow response is larger than the server accepts (`maxReplyBytes`, the connection's
+ *   `max_payload`) → deny with `grant_too_large` (a publish would fail and leave the client waiting). A grant
+ *   whose subject lists alone make the reply too large is denied so before validation and signing.
+ * - validateGrant fails → deny with its code (`decision_shape_error`, `account_not_allowed`, …); for a handler that
+ *   is not injection-guarded (src/injection.ts), a client string verbatim in a subject → `subject_injection`.
  * - signing/sealing fails → a signed deny if that still works, else abort. Never allow.
  *
  * Every deny/abort/allow reason is redacted to "redacted" when it contains a credential of the request
@@ -36,6 +43,7 @@ import {
 } from "../errors.js";
 import { validateGrant } from "../grant.js";
 import { redactText, requestCredentials } from "../secrets.js";
+import { isGuarded, verbatimInjection } from "../injection.js";
 import type {
   AuthorizationRequest,
   Grant,
@@ -69,6 +77,11 @@ interface CoreOptionsBase {
   responseExpirySeconds?: number;
   clockSkewSeconds?: number;
   maxRequestBytes?: number;
+  /**
+   * Largest reply the server accepts (its `max_payload`, from the connection's INFO): a number, or a getter
+   * read per request (the value can change on reconnect). Undefined = no check.
+   */
+  maxReplyBytes?: number | (() => number | undefined);
   /** Shared verifier (key cache); one is created when omitted. */
   verifier?: Verifier;
   /** Clock, ms since the epoch (tests). Default Date.now. */
@@ -151,10 +164,43 @@ export interface AuthResult {
   /** Microseconds per stage (`sign_us` includes grant validation and claims building). */
   timings: { decode_us: number; handler_us: number; sign_us: number; total_us: number };
   issued?: IssuedSummary;
+  /**
+   * When the request was decoded: the moment (performance.now() ms) after which the server has certainly
+   * stopped waiting for the reply. A transport confirms the reply before it or records it late.
+   */
+  replyBy?: number;
+}
+
+/** Per-call facts of authorize() beyond the message itself. */
+export interface AuthorizeOptions {
+  /** When the message arrived, performance.now() ms (default: when authorize() was called). */
+  receivedAt?: number;
 }
 
 /** Authorizes one request: raw message body, its `Nats-Server-Xkey` header, an optional decision id. */
-export type Authorize = (data: Uint8Array, xkeyHeader?: string, decisionId?: string) => Promise<AuthResult>;
+export type Authorize = (
+  data: Uint8Array,
+  xkeyHeader?: string,
+  decisionId?: string,
+  opts?: AuthorizeOptions,
+) => Promise<AuthResult>;
+
+/**
+ * The moment (performance.now() ms) after which the server has certainly given up on `req`, received at
+ * `receivedAt`: it sent the request before we received it and waits `exp - iat` seconds (its auth timeout),
+ * and it stops at the latest one second after `exp` (exp is rounded down to a second) on its clock, which
+ * is assumed to agree with this one.
+ */
+export function replyDeadline(
+  req: Pick<AuthorizationRequest, "issued_at" | "expires_at">,
+  receivedAt: number,
+  nowWallMs: number = Date.now(),
+  nowPerfMs: number = performance.now(),
+): number {
+  const byTimeout = receivedAt + Math.max(0, req.expires_at - req.issued_at) * 1000;
+  const byExp = nowPerfMs + ((req.expires_at + 1) * 1000 - nowWallMs);
+  return Math.min(byTimeout, byExp);
+}
 
 const us = (fromMs: number, toMs: number): number => Math.max(0, Math.round((toMs - fromMs) * 1000));
 
@@ -170,6 +216,7 @@ function checkOptions(opts: CoreOptions): void {
   positive("maxExpirySeconds", opts.maxExpirySeconds);
   positive("responseExpirySeconds", opts.responseExpirySeconds);
   positive("maxRequestBytes", opts.maxRequestBytes);
+  if (typeof opts.maxReplyBytes !== "function") positive("maxReplyBytes", opts.maxReplyBytes);
   if (
     opts.clockSkewSeconds !== undefined &&
     (typeof opts.clockSkewSeconds !== "number" ||
@@ -214,8 +261,34 @@ function checkOptions(opts: CoreOptions): void {
   if (problems.length > 0) throw new ConfigError(problems);
 }
 
+const tooLarge = (what: string, max: number): CalloutError =>
+  new CalloutError("grant_too_large", `${what} exceeds the server's max_payload ${max}`);
+
+/**
+ * A lower bound on the size of the signed reply a grant would produce: every subject of its pub/sub allow and
+ * deny lists is written into the user JWT (quoted, comma-separated), and the JWT is base64url (4/3 larger) inside
+ * the response JWT, base64url again. Non-string entries count nothing (validation refuses them anyway).
+ */
+export function replyBytesLowerBound(grant: unknown): number {
+  let bytes = 0;
+  try {
+    for (const side of ["pub", "sub"] as const) {
+      const perm = (grant as Record<string, unknown> | null)?.[side] as Record<string, unknown> | undefined;
+      for (const list of ["allow", "deny"] as const) {
+        const l = perm?.[list];
+        if (!Array.isArray(l)) continue;
+        for (const subject of l) if (typeof subject === "string") bytes += Buffer.byteLength(subject) + 3;
+      }
+    }
+  } catch {
+    return 0; // a hostile getter: leave it to validation
+  }
+  return Math.floor((bytes * 16) / 9);
+}
+
 function denyReason(err: CalloutError): string {
   if (err instanceof AuthError) return err.message;
+  if (err.code === "grant_too_large") return `${err.code}: ${err.message}`;
   if (err instanceof DecisionShapeError || err instanceof NkeyProofError) return `${err.code}: ${err.field}`;
   return err.code;
 }
@@ -237,6 +310,11 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
   const responseExpirySeconds = opts.responseExpirySeconds ?? CORE_DEFAULTS.responseExpirySeconds;
   const clockSkewSeconds = opts.clockSkewSeconds ?? CORE_DEFAULTS.clockSkewSeconds;
   const maxRequestBytes = opts.maxRequestBytes ?? CORE_DEFAULTS.maxRequestBytes;
+  const maxReply = opts.maxReplyBytes;
+  const maxReplyBytes = (): number | undefined => {
+    const v = typeof maxReply === "function" ? maxReply() : maxReply;
+    return typeof v === "number" && Number.isFinite(v) && v > 0 ? v : undefined;
+  };
 
   // Frozen copies so later mutation of the options cannot change who signs what.
   const accountMap = new Map<string, AccountKeys>();
@@ -272,14 +350,23 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
     data: Uint8Array,
     xkeyHeader?: string,
     decisionId?: string,
+    callOpts: AuthorizeOptions = {},
   ): Promise<AuthResult> {
     const t0 = performance.now();
+    const receivedAt = callOpts.receivedAt ?? t0;
     const id = decisionId ?? randomUUID();
     const meta: Record<string, unknown> = {};
     const timings = { decode_us: 0, handler_us: 0, sign_us: 0, total_us: 0 };
+    const facts: { replyBy?: number } = {}; // set once the request is decoded
     const finish = (r: Omit<AuthResult, "decisionId" | "meta" | "timings">): AuthResult => {
       timings.total_us = us(t0, performance.now());
-      return { decisionId: id, meta, timings, ...r };
+      return {
+        decisionId: id,
+        meta,
+        timings,
+        ...r,
+        ...(facts.replyBy !== undefined ? { replyBy: facts.replyBy } : {}),
+      };
     };
     // Reasons reach nats-server's log and the decision log: never with a credential in them (src/secrets.ts).
     const safe = (reason: string, request?: AuthorizationRequest): string =>
@@ -297,6 +384,10 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
       let reply: Uint8Array;
       try {
         reply = encodeResponse(target, { error: reason }, responseOptions(clock()));
+        const max = maxReplyBytes();
+        if (max !== undefined && reply.length > max) {
+          throw new ResponseEncodeError(`deny response of ${reply.length} bytes exceeds max_payload ${max}`);
+        }
       } catch (err) {
         timings.sign_us += us(ts, performance.now());
         const e =
@@ -341,6 +432,7 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
     }
     const t1 = performance.now();
     timings.decode_us = us(t0, t1);
+    facts.replyBy = replyDeadline(req, receivedAt, clock(), t1);
 
     // 2. handler
     const nowMs = clock();
@@ -358,15 +450,26 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
 
     // 3. drop work the server no longer waits for
     const afterMs = clock();
-    if (Math.floor(afterMs / 1000) > req.expires_at + clockSkewSeconds) {
+    if (
+      Math.floor(afterMs / 1000) > req.expires_at + clockSkewSeconds ||
+      t2 > receivedAt + Math.max(0, req.expires_at - req.issued_at) * 1000
+    ) {
       const e = new RequestDecodeError("request expired while being handled", "request_expired");
       return abort(e.code, e.message, e, req);
     }
 
-    // 4. validate the grant
+    // 4. validate the grant (one that can never fit in a reply is denied before the costly checks)
+    const max = maxReplyBytes();
+    const atLeast = max === undefined ? 0 : replyBytesLowerBound(grant);
+    if (max !== undefined && atLeast > max) {
+      return deny(req, tooLarge(`allow response of at least ${atLeast} bytes`, max), req);
+    }
     let valid: Grant;
     try {
       valid = validateGrant(grant, req, { accounts: accountNames });
+      // Guarded handlers (policies, guardHandler) probed for injection already; others get the verbatim check.
+      const injected = isGuarded(handler) ? undefined : verbatimInjection(valid, req);
+      if (injected !== undefined) throw injected;
     } catch (err) {
       const e =
         err instanceof CalloutError
@@ -393,6 +496,9 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
       const userJwt = encodeJwt(claims, signer, afterMs);
       const reply = encodeResponse(req, { jwt: userJwt }, responseOptions(afterMs));
       timings.sign_us = us(t2, performance.now());
+      if (max !== undefined && reply.length > max) {
+        return deny(req, tooLarge(`allow response of ${reply.length} bytes`, max), req);
+      }
       const nats = claims.nats as Record<string, unknown>;
       const issued: IssuedSummary = {
         account: valid.account,

@@ -107,18 +107,18 @@ export interface CaseResult {
   problem?: string;
 }
 
-export function runCases(
+export async function runCases(
   policy: PolicyHandle,
   cases: DecisionCase[],
   accounts?: readonly string[],
-): CaseResult[] {
+): Promise<CaseResult[]> {
   const active = policy.engine.store.current();
   const results: CaseResult[] = [];
   for (const c of cases) {
     const res: CaseResult = { name: c.name, file: c.file, ok: false };
     try {
       const now = c.now !== undefined ? parseNow(c.now, `case ${c.name}: now`) : new Date();
-      const { result } = active.policy.evaluate(c.input, active.entrypoint, {
+      const { result } = await active.policy.evaluate(c.input, active.entrypoint, {
         nowNs: BigInt(now.getTime()) * 1_000_000n,
       });
       if (!isDeepStrictEqual(result, c.expect)) {
@@ -213,7 +213,7 @@ export async function checkCommand(argv: string[]): Promise<number> {
     }
     if (!existsSync(casesPath)) throw new UsageError(`--cases: ${casesPath} does not exist`);
     const cases = readCases(casesPath);
-    const results = runCases(policy, cases, accounts);
+    const results = await runCases(policy, cases, accounts);
     const failed = results.filter((r) => !r.ok);
     for (const r of results) {
       if (!r.ok) out(`✘ ${r.name} (${basename(r.file)})\n      ${r.problem}`);

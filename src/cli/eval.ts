@@ -142,6 +142,8 @@ export interface EvalReport {
   jwt?: string;
   logged?: { outcome: string; reason?: string; code?: string; revision?: string };
   eval_us?: number;
+  /** Why the evaluation failed (policy_eval_error, policy_timeout): OPA's text and file:line, scrubbed of secrets. */
+  eval_error?: { code: string; message: string; file?: string; line?: number };
 }
 
 export async function evalCommand(argv: string[]): Promise<number> {
@@ -304,6 +306,8 @@ export async function evalCommand(argv: string[]): Promise<number> {
     }
     if (meta.decision !== undefined) report.decision = maskInput(meta.decision).input;
     if (typeof meta.eval_us === "number") report.eval_us = meta.eval_us;
+    if (meta.eval_error !== undefined)
+      report.eval_error = meta.eval_error as NonNullable<EvalReport["eval_error"]>;
     if (grant !== undefined) {
       // The same steps as the pipeline: validate, build claims, sign.
       const mode = core?.mode ?? "config";
@@ -369,6 +373,11 @@ export async function evalCommand(argv: string[]): Promise<number> {
     out(
       `outcome   ${o.kind.toUpperCase()}${o.reason ? `  reason=${o.reason}` : ""}${o.code && o.kind !== "allow" ? `  code=${o.code}` : ""}${report.eval_us !== undefined ? `  (eval ${report.eval_us} µs)` : ""}`,
     );
+    if (report.eval_error) {
+      const e = report.eval_error;
+      const at = e.file !== undefined ? `  at ${e.file}${e.line !== undefined ? `:${e.line}` : ""}` : "";
+      out(`error     ${e.code}: ${e.message}${at}`);
+    }
     if (report.logged) {
       const same =
         report.logged.outcome === o.kind &&

@@ -63,6 +63,14 @@ export async function openPolicy(
       entrypoint: p.entrypoint,
       ...(maskEp !== undefined ? { extraEntrypoints: [maskEp] } : {}),
       opaBin: p.opaBinary,
+      ...(p.evaluation !== undefined
+        ? {
+            workers: p.evaluation.workers,
+            evalTimeoutMs: p.evaluation.timeoutMs,
+            maxDataBytes: p.evaluation.maxDataBytes,
+            memory: { maximum: p.evaluation.maxMemoryMb * 16 },
+          }
+        : {}),
       watch: opts.watch ?? p.watch,
       pollMs: p.pollSeconds * 1000,
       ...(opts.logger ? { logger: opts.logger } : {}),

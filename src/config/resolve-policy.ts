@@ -26,6 +26,12 @@ export function resolvePolicy(r: FieldReader, options: ResolveOptions): Resolved
     };
     const mask = values.get("policy.mask_entrypoint") as string | undefined;
     if (mask !== undefined) policy.maskEntrypoint = mask;
+    policy.evaluation = {
+      workers: get<number>("policy.eval_workers"),
+      timeoutMs: get<number>("policy.eval_timeout_ms"),
+      maxDataBytes: get<number>("policy.max_data_bytes"),
+      maxMemoryMb: get<number>("policy.max_memory_mb"),
+    };
     if (dir !== undefined) policy.dir = checkFile(dir, "policy.dir", baseDir, problems, true);
     // A downloaded bundle (policy.source) need not exist yet: the first download writes it.
     const downloaded =
@@ -45,6 +51,10 @@ export function resolvePolicy(r: FieldReader, options: ResolveOptions): Resolved
       "policy.watch",
       "policy.poll_seconds",
       "policy.opa_binary",
+      "policy.eval_workers",
+      "policy.eval_timeout_ms",
+      "policy.max_data_bytes",
+      "policy.max_memory_mb",
     ]) {
       if (given(f)) problems.push({ field: f, message: "needs policy.dir or policy.bundle" });
     }

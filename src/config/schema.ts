@@ -4,6 +4,7 @@
  * unknown fields and wrongly typed values become problems; the rest come back by path.
  */
 import { CORE_DEFAULTS } from "../callout/defaults.js";
+import { POOL_DEFAULTS } from "../policy/limits.js";
 import { isPlainObject, typeName, type ConfigField, type Problems } from "./types.js";
 
 export const DEFAULT_SUBJECT = "$SYS.REQ.USER.AUTH";
@@ -282,6 +283,47 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
     kind: "string",
     default: "opa",
     description: "opa executable used to compile policy.dir.",
+  },
+  // ---- evaluation limits (src/policy/limits.ts; docs/operations.md "Evaluation limits") ----
+  {
+    path: "policy.eval_workers",
+    type: "integer",
+    kind: "integer",
+    default: POOL_DEFAULTS.workers,
+    min: 1,
+    max: 64,
+    description:
+      "Worker threads that evaluate the policy, each with its own wasm instance and copy of the data. A slow evaluation holds one worker; the others keep answering.",
+  },
+  {
+    path: "policy.eval_timeout_ms",
+    type: "integer",
+    kind: "integer",
+    default: POOL_DEFAULTS.timeoutMs,
+    min: 10,
+    max: 60_000,
+    description:
+      "Longest evaluation: past it the request is denied with policy_timeout and its worker is replaced. A request is also answered no later than its own expiry. Keep it well under the server's auth timeout.",
+  },
+  {
+    path: "policy.max_data_bytes",
+    type: "integer",
+    kind: "integer",
+    default: POOL_DEFAULTS.maxDataBytes,
+    min: 1024,
+    max: 1_073_741_824,
+    description:
+      "Largest data document (data.json / data.yaml files, or a bundle's data.json) a revision may load; a larger one fails the reload and the last good revision keeps serving.",
+  },
+  {
+    path: "policy.max_memory_mb",
+    type: "integer",
+    kind: "integer",
+    default: POOL_DEFAULTS.maxMemoryMb,
+    min: 4,
+    max: 4096,
+    description:
+      "Wasm memory ceiling of each evaluation instance, MiB. Loaded data takes several times its JSON size; data that does not fit fails the reload, an evaluation that runs out fails with policy_eval_error.",
   },
   {
     path: "policy.source.http.url",

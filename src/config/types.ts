@@ -59,6 +59,10 @@ export interface ServiceConfig {
     watch?: boolean;
     poll_seconds?: number;
     opa_binary?: string;
+    eval_workers?: number;
+    eval_timeout_ms?: number;
+    max_data_bytes?: number;
+    max_memory_mb?: number;
     source?: {
       http?: {
         url?: string;
@@ -208,6 +212,15 @@ export interface ResolvedPolicy {
   /** Seconds between content-hash polls while watching (0 = file events only). */
   pollSeconds: number;
   opaBinary: string;
+  /** Evaluation limits (policy.eval_workers, …); absent = src/policy/limits.ts defaults. */
+  evaluation?: ResolvedEvaluation;
+}
+
+export interface ResolvedEvaluation {
+  workers: number;
+  timeoutMs: number;
+  maxDataBytes: number;
+  maxMemoryMb: number;
 }
 
 export type DecisionLogDestination = { kind: "stdout" } | { kind: "off" } | { kind: "file"; path: string };

@@ -1,7 +1,9 @@
 /**
  * Policy bundles: build one from a directory snapshot with `opa build -t wasm`, read a bundle.tar.gz
- * (ours or prebuilt, for hosts without opa), and the loader that turns either source into a new
- * engine instance — reusing the compiled module when only data files changed.
+ * (ours or prebuilt, for hosts without opa), and the loader that turns either source into a compiled
+ * module plus its data document (JSON bytes) — reusing the compiled module when only data files
+ * changed, and refusing a data document above `maxDataBytes` before parsing or copying it.
+ * Instantiation happens in the evaluation workers (./pool.ts), off the serving thread.
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -11,10 +13,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { PolicyLoadError } from "../errors.js";
-import { PolicyEngine, type EngineOptions } from "./engine.js";
+import { faultText, mib } from "./faults.js";
+import { POOL_DEFAULTS } from "./limits.js";
+import { checkDataSize } from "./pool.js";
 import { mergeData, takeSnapshot, type PolicySnapshot, type SnapshotOptions } from "./snapshot.js";
 import { TarError, readTarGz } from "./tar.js";
-import type { WasmModule } from "./wasm.js";
+import { wasmApi, type WasmModule } from "./wasm.js";
 
 export interface BundleManifest {
   revision: string;
@@ -132,7 +136,13 @@ export async function buildBundle(snapshot: PolicySnapshot, opts: BuildOptions):
     const caps = opts.capabilities ?? defaultCapabilitiesPath();
     if (caps) args.push("--capabilities", path.resolve(caps));
     args.push("-r", snapshot.revision, "-o", out, ".");
-    const bin = opts.opaBin ?? "opa";
+    // opa runs with cwd = the temp copy: a relative binary path is resolved here, a bare name via PATH
+    const bin =
+      opts.opaBin === undefined
+        ? "opa"
+        : opts.opaBin.includes(path.sep)
+          ? path.resolve(opts.opaBin)
+          : opts.opaBin;
     await new Promise<void>((resolve, reject) => {
       execFile(
         bin,
@@ -165,11 +175,15 @@ export async function buildBundle(snapshot: PolicySnapshot, opts: BuildOptions):
 export type PolicySource = { dir: string; bundle?: undefined } | { bundle: string; dir?: undefined };
 
 export interface LoaderOptions extends BuildOptions, SnapshotOptions {
-  engine?: EngineOptions;
+  /** Largest data document, in JSON bytes (default 8 MiB; policy.max_data_bytes). */
+  maxDataBytes?: number;
 }
 
 export interface LoadedPolicy {
-  engine: PolicyEngine;
+  /** The compiled module (shared by every worker's instance). */
+  module: WasmModule;
+  /** The data document as JSON bytes. */
+  data: Uint8Array;
   revision: string;
   /** False when only data changed and the previous module was reused. */
   compiled: boolean;
@@ -188,6 +202,8 @@ export class PolicyLoader {
   private lastRevision: string | undefined;
   private lastRegoHash: string | undefined;
   private lastModule: WasmModule | undefined;
+  /** Content revision of the source the last load() call read (set before any build). */
+  lastAttempted: string | undefined;
 
   constructor(
     readonly source: PolicySource,
@@ -201,9 +217,12 @@ export class PolicyLoader {
       try {
         bytes = await readFile(this.source.bundle);
       } catch (err) {
-        throw new PolicyLoadError(`cannot read bundle ${this.source.bundle}: ${(err as Error).message}`, {
-          cause: err,
-        });
+        throw new PolicyLoadError(
+          `cannot read bundle ${path.resolve(this.source.bundle)}: ${(err as Error).message}`,
+          {
+            cause: err,
+          },
+        );
       }
       return { revision: sha16(bytes), bundle: bytes };
     }
@@ -223,12 +242,16 @@ export class PolicyLoader {
   async load(force = false): Promise<(LoadedPolicy & { commit: () => void }) | undefined> {
     const current = await this.currentRevision();
     if (!force && current.revision === this.lastRevision) return undefined;
+    this.lastAttempted = current.revision;
+    const maxData = this.opts.maxDataBytes ?? POOL_DEFAULTS.maxDataBytes;
     if (current.bundle) {
       const bundle = readBundle(current.bundle, this.opts.entrypoints);
-      const engine = await PolicyEngine.load(bundle.wasm, toArrayBuffer(bundle.dataJson), this.opts.engine);
+      checkDataSize(bundle.dataJson.byteLength, maxData, "the bundle's data.json");
+      const module = await compileModule(bundle.wasm);
       const revision = bundle.manifest.revision || current.revision;
       return {
-        engine,
+        module,
+        data: bundle.dataJson,
         revision,
         compiled: true,
         commit: () => {
@@ -237,11 +260,15 @@ export class PolicyLoader {
       };
     }
     const snapshot = current.snapshot as PolicySnapshot;
-    const data = mergeData(snapshot); // validates data files with file:line before any build
+    const dataFiles = snapshot.files.filter((f) => f.kind === "data");
+    const rawBytes = dataFiles.reduce((n, f) => n + f.content.byteLength, 0);
+    checkDataSize(rawBytes, maxData, dataDescription(dataFiles));
+    const data = Buffer.from(JSON.stringify(mergeData(snapshot))); // validates data files with file:line before any build
+    checkDataSize(data.byteLength, maxData, "the merged data document");
     if (this.lastModule && snapshot.regoHash === this.lastRegoHash) {
-      const engine = await PolicyEngine.load(this.lastModule, data, this.opts.engine);
       return {
-        engine,
+        module: this.lastModule,
+        data,
         revision: snapshot.revision,
         compiled: false,
         commit: () => {
@@ -251,20 +278,32 @@ export class PolicyLoader {
     }
     const gz = await buildBundle(snapshot, this.opts);
     const bundle = readBundle(gz, this.opts.entrypoints);
-    const engine = await PolicyEngine.load(bundle.wasm, data, this.opts.engine);
+    const module = await compileModule(bundle.wasm);
     return {
-      engine,
+      module,
+      data,
       revision: snapshot.revision,
       compiled: true,
       commit: () => {
         this.lastRevision = snapshot.revision;
         this.lastRegoHash = snapshot.regoHash;
-        this.lastModule = engine.module;
+        this.lastModule = module;
       },
     };
   }
 }
 
-function toArrayBuffer(b: Buffer): ArrayBuffer {
-  return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+async function compileModule(wasm: Uint8Array): Promise<WasmModule> {
+  try {
+    return await wasmApi.compile(wasm);
+  } catch (err) {
+    throw new PolicyLoadError(`invalid wasm module: ${faultText(err)}`, { cause: err });
+  }
+}
+
+/** "data.json" or "data files (a/data.json 3.0 MiB, data.yaml 1.0 KiB)" for the size error. */
+function dataDescription(files: readonly { rel: string; content: Buffer }[]): string {
+  if (files.length === 1) return (files[0] as { rel: string }).rel;
+  const parts = files.map((f) => `${f.rel} ${mib(f.content.byteLength)}`);
+  return `the data files together (${parts.join(", ")})`;
 }

@@ -4,11 +4,18 @@
  * (memory never shrinks) and lets the old one be collected.
  *
  * Everything opa-wasm throws (strings, `{ message }` objects, RangeErrors from Memory.grow) is
- * wrapped in PolicyLoadError / PolicyEvalError.
+ * wrapped in PolicyLoadError / PolicyEvalError with its cause in the message (see ./faults.ts):
+ * OPA's `file:line:col: message` aborts (conflicting outputs) keep their location, memory
+ * exhaustion names the limit, strict host-builtin failures name the builtin.
+ *
+ * This is the synchronous, in-process engine: it runs inside the evaluation workers (./worker.ts)
+ * and in tests of the engine itself. The service evaluates through ./pool.ts.
  */
 import { loadPolicy } from "@open-policy-agent/opa-wasm";
 import { PolicyEvalError, PolicyLoadError } from "../errors.js";
 import { HOST_BUILTINS, JS_BUILTINS, createHostBuiltins, type BuiltinFailure } from "./builtins.js";
+import { describeEvalFault, faultText, isOutOfMemory, mib } from "./faults.js";
+import { POOL_DEFAULTS } from "./limits.js";
 import { isWasmModule, wasmApi, type WasmInstance, type WasmMemory, type WasmModule } from "./wasm.js";
 
 /** The part of opa-wasm's LoadedPolicy this engine uses. */
@@ -26,11 +33,19 @@ export interface MemoryLimits {
   maximum?: number;
 }
 
-export const DEFAULT_MEMORY: Required<MemoryLimits> = { initial: 16, maximum: 2048 };
+/** 64 KiB wasm pages: 16 = 1 MiB initial, 4096 = 256 MiB maximum (policy.max_memory_mb). */
+export const DEFAULT_MEMORY: Required<MemoryLimits> = {
+  initial: 16,
+  maximum: POOL_DEFAULTS.maxMemoryMb * 16,
+};
 
 export interface EngineOptions {
   memory?: MemoryLimits;
-  /** Builtin failures abort the evaluation instead of making the expression undefined. */
+  /**
+   * Host-builtin failures abort the evaluation with the builtin's error (OPA's --strict-builtin-errors).
+   * Default true. False: the failing call's expression is undefined and the failure is only recorded
+   * in `builtinErrors`.
+   */
   strictBuiltinErrors?: boolean;
 }
 
@@ -48,15 +63,6 @@ export interface EvalResult {
 
 /** Every builtin this host can supply to a module (opa-wasm's JS set + ours). */
 export const SUPPORTED_HOST_BUILTINS: ReadonlySet<string> = new Set([...JS_BUILTINS, ...HOST_BUILTINS]);
-
-function describe(err: unknown): string {
-  if (typeof err === "string") return err;
-  if (err instanceof Error) return err.message;
-  if (typeof err === "object" && err !== null && typeof (err as { message?: unknown }).message === "string") {
-    return (err as { message: string }).message;
-  }
-  return String(err);
-}
 
 interface WasmExports {
   builtins(): number;
@@ -83,7 +89,12 @@ export class PolicyEngine {
   private now = 0n;
   private failures: BuiltinFailure[] = [];
 
-  private constructor(module: WasmModule, policy: OpaPolicy, required: string[]) {
+  private constructor(
+    module: WasmModule,
+    policy: OpaPolicy,
+    required: string[],
+    private readonly maxPages: number,
+  ) {
     this.module = module;
     this.policy = policy;
     this.mem = policy.mem;
@@ -104,7 +115,7 @@ export class PolicyEngine {
     try {
       module = isWasmModule(wasm) ? wasm : await wasmApi.compile(wasm);
     } catch (err) {
-      throw new PolicyLoadError(`invalid wasm module: ${describe(err)}`, { cause: err });
+      throw new PolicyLoadError(`invalid wasm module: ${faultText(err)}`, { cause: err });
     }
     const memory = {
       initial: opts.memory?.initial ?? DEFAULT_MEMORY.initial,
@@ -115,13 +126,13 @@ export class PolicyEngine {
     const builtins = createHostBuiltins({
       now: () => holder.engine?.now ?? 0n,
       onError: (f) => holder.engine?.failures.push(f),
-      strict: opts.strictBuiltinErrors ?? false,
+      strict: opts.strictBuiltinErrors ?? true,
     });
     let policy: OpaPolicy;
     try {
       policy = (await loadPolicy(module as never, memory, builtins)) as unknown as OpaPolicy;
     } catch (err) {
-      throw new PolicyLoadError(`cannot instantiate policy module: ${describe(err)}`, { cause: err });
+      throw new PolicyLoadError(`cannot instantiate policy module: ${faultText(err)}`, { cause: err });
     }
     const instance = "instance" in policy.wasmInstance ? policy.wasmInstance.instance : policy.wasmInstance;
     let required: string[];
@@ -129,13 +140,13 @@ export class PolicyEngine {
       const exportsObj = instance.exports as unknown as WasmExports;
       required = Object.keys(readJson(policy.mem, exportsObj, exportsObj.builtins()) as object).sort();
     } catch (err) {
-      throw new PolicyLoadError(`cannot read the module's builtins: ${describe(err)}`, { cause: err });
+      throw new PolicyLoadError(`cannot read the module's builtins: ${faultText(err)}`, { cause: err });
     }
     const missing = required.filter((b) => !SUPPORTED_HOST_BUILTINS.has(b));
     if (missing.length > 0) {
       throw new PolicyLoadError(`policy needs builtins this host does not provide: ${missing.join(", ")}`);
     }
-    const engine = new PolicyEngine(module, policy, required);
+    const engine = new PolicyEngine(module, policy, required, memory.maximum);
     holder.engine = engine;
     engine.setData(data);
     return engine;
@@ -146,7 +157,15 @@ export class PolicyEngine {
     try {
       this.policy.setData(data ?? {});
     } catch (err) {
-      throw new PolicyLoadError(`cannot load data: ${describe(err)}`, { cause: err });
+      if (isOutOfMemory(err)) {
+        const size = data instanceof ArrayBuffer ? `${mib(data.byteLength)} of JSON` : "the data document";
+        throw new PolicyLoadError(
+          `cannot load data: ${size} does not fit in the wasm memory limit of ${mib(this.maxPages * 65536)} ` +
+            `(${this.maxPages} pages; policy.max_memory_mb)`,
+          { cause: err },
+        );
+      }
+      throw new PolicyLoadError(`cannot load data: ${faultText(err)}`, { cause: err });
     }
   }
 
@@ -163,7 +182,8 @@ export class PolicyEngine {
    * Evaluate one entrypoint, synchronously, with `input` as a JSON value (or raw JSON bytes in an
    * ArrayBuffer, e.g. to pass integers beyond 2^53 exactly). `time.now_ns()` is frozen for the call.
    * Throws PolicyEvalError for any failure (unknown entrypoint, conflicting outputs, memory limit,
-   * strict builtin errors) and for a result set with more than one result.
+   * strict builtin errors) and for a result set with more than one result. Wasm-native builtins
+   * (division by zero, `to_number("x")`, …) report nothing: their expression is simply undefined.
    */
   evaluate(input: unknown, entrypoint: string, opts: EvaluateOptions = {}): EvalResult {
     if (!this.hasEntrypoint(entrypoint)) {
@@ -175,7 +195,12 @@ export class PolicyEngine {
     try {
       rs = this.policy.evaluate(input, entrypoint);
     } catch (err) {
-      throw new PolicyEvalError(`policy evaluation failed: ${describe(err)}`, { cause: err });
+      const f = describeEvalFault(err, this.maxPages);
+      throw new PolicyEvalError(`policy evaluation failed: ${f.message}`, {
+        cause: err,
+        ...(f.file !== undefined ? { file: f.file } : {}),
+        ...(f.line !== undefined ? { line: f.line } : {}),
+      });
     }
     const builtinErrors = this.failures;
     this.failures = [];

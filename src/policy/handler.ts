@@ -1,20 +1,32 @@
 /**
  * The policy engine as a Handler (COMMON contract §1): one store snapshot per request, the v1 input,
- * one evaluation with time frozen at `ctx.now`, and the decision mapped to a Grant (allow),
- * AuthError (deny) or AbortAuth (abort). Facts for the decision log go into `ctx.meta`:
- * `revision`, `entrypoint`, `eval_us`, `input`, `decision`, and `builtin_errors` when any builtin
- * failed; with `exposeEvaluate`, also `evaluate` (a SnapshotEvaluator bound to the request's snapshot and frozen
- * time, for the decision-log mask). Evaluation faults throw PolicyEvalError / DecisionShapeError (→ deny with that code).
+ * one evaluation job on that snapshot's worker pool with time frozen at `ctx.now`, and the decision
+ * mapped to a Grant (allow), AuthError (deny) or AbortAuth (abort). Facts for the decision log go
+ * into `ctx.meta`: `revision`, `entrypoint`, `eval_us`, `input`, `decision`, `builtin_errors` when a
+ * builtin failed without failing the evaluation, and `eval_error` ({code, message, file?, line?})
+ * when the evaluation failed. With `alsoEvaluate` (the decision-log mask), those entrypoints run in
+ * the same job and `evaluate` serves their results (a SnapshotEvaluator: same snapshot, same instant).
+ *
+ * Faults, fail closed: PolicyEvalError (conflicting outputs, out of memory, strict builtin errors:
+ * → deny `policy_eval_error`), PolicyTimeoutError (the evaluation outlived policy.eval_timeout_ms or
+ * the request's expiry: → deny `policy_timeout`), DecisionShapeError. Each fault is logged once with
+ * its cause (never input or secrets).
+ *
+ * An allow whose client strings carry wildcard, dot, whitespace or control characters is re-checked on neutralised
+ * probes evaluated on the same snapshot, instant and deadline (src/injection.ts): `subject_injection` when they
+ * change the grant's structure; a probe that faults denies with its fault.
  */
 import type { SnapshotEvaluator } from "../audit.js";
-import { AbortAuth, AuthError, PolicyEvalError } from "../errors.js";
+import { AbortAuth, AuthError, CalloutError, PolicyEvalError } from "../errors.js";
+import { enforceNoInjection, markGuarded } from "../injection.js";
 import type { Handler } from "../callout/pipeline.js";
 import type { Logger } from "../log.js";
-import type { Grant } from "../types.js";
+import type { AuthorizationRequest, Grant } from "../types.js";
 import { toDecision } from "./decision.js";
-import type { EngineOptions } from "./engine.js";
+import type { EngineOptions, EvalResult } from "./engine.js";
 import { buildInput, type PolicyInput } from "./input.js";
-import { PolicyStore, type ActivePolicy, type ReloadEvent } from "./store.js";
+import type { EntrypointOutcome, EvaluatorPool, PoolEvaluateOptions } from "./pool.js";
+import { PolicyStore, type ReloadEvent } from "./store.js";
 import { PolicyWatcher } from "./watcher.js";
 
 export const DEFAULT_ENTRYPOINT = "nats/authz/decision";
@@ -23,32 +35,78 @@ export interface PolicyHandlerOptions {
   /** Evaluate this entrypoint instead of the store's decision entrypoint. */
   entrypoint?: string;
   /**
-   * Put `ctx.meta.evaluate`: a SnapshotEvaluator on the very snapshot (and frozen time) this request was decided
-   * with, so a later evaluation of another entrypoint (the decision-log mask) cannot see a newer revision.
-   * Off by default: the decision path then does no extra work.
+   * Entrypoints evaluated in the same job as the decision, on the same snapshot and instant (the
+   * decision-log mask). `ctx.meta.evaluate` then serves their results. Off by default: the decision
+   * path does no extra work.
    */
-  exposeEvaluate?: boolean;
+  alsoEvaluate?: readonly string[];
+  /** Gets one warn line per evaluation fault (code, message, file:line; never input). */
+  logger?: Logger;
+}
+
+/** Evaluate another entrypoint on one request's snapshot, instant and deadline. */
+export type SnapshotEvaluate = (entrypoint: string, input: unknown) => Promise<EvalResult>;
+
+/**
+ * An evaluator bound to one snapshot (`policy`), frozen time and answer deadline: every evaluation a
+ * request needs beyond the decision goes through one of these, so it cannot see a newer revision.
+ */
+export function bindEvaluate(policy: EvaluatorPool, opts: PoolEvaluateOptions): SnapshotEvaluate {
+  return (entrypoint, input) => policy.evaluate(input, entrypoint, opts);
 }
 
 /**
- * Bind `entrypoint`-agnostic evaluation to one snapshot and instant. Builtin failures count as errors here
- * (a half-evaluated mask must not be trusted).
+ * The latest moment (ms on the local clock) an answer is still useful: the end of the request's `exp`
+ * second, measured from the handler's clock. Undefined when that has passed by our clock (the clocks
+ * disagree; the pipeline's skew check decides) — the pool's own timeout still bounds the evaluation.
  */
-function snapshotEvaluator(policy: ActivePolicy["policy"], nowNs: bigint): SnapshotEvaluator {
-  return (entrypoint, input) => {
-    const r = policy.evaluate(input, entrypoint, { nowNs });
-    if (r.builtinErrors.length > 0) {
+export function answerDeadline(req: AuthorizationRequest, now: Date): number | undefined {
+  const remaining = (req.expires_at + 1) * 1000 - now.getTime();
+  return remaining > 0 ? Date.now() + remaining : undefined;
+}
+
+/** The fault as decision-log facts. */
+export function evalErrorInfo(err: unknown): { code: string; message: string; file?: string; line?: number } {
+  const info: { code: string; message: string; file?: string; line?: number } = {
+    code: err instanceof CalloutError ? err.code : "policy_eval_error",
+    message: err instanceof Error ? err.message : String(err),
+  };
+  const loc = err as { file?: unknown; line?: unknown };
+  if (typeof loc.file === "string") info.file = loc.file;
+  if (typeof loc.line === "number") info.line = loc.line;
+  return info;
+}
+
+/**
+ * The decision-log mask's SnapshotEvaluator: the results computed with the decision (same input object), so the
+ * synchronous decision log never evaluates. Anything else throws (the log then leaves the input out).
+ */
+function precomputed(
+  input: unknown,
+  eps: readonly string[],
+  outcomes: readonly EntrypointOutcome[],
+): SnapshotEvaluator {
+  return (entrypoint, asked) => {
+    const i = eps.indexOf(entrypoint);
+    const o = outcomes[i];
+    if (i < 0 || !o || asked !== input) {
+      throw new PolicyEvalError(`${entrypoint} was not evaluated with this decision`);
+    }
+    if (!o.ok) throw o.error;
+    if (o.builtinErrors.length > 0) {
+      // a half-evaluated mask must not be trusted
       throw new PolicyEvalError(
-        `${entrypoint}: builtin ${r.builtinErrors.map((b) => b.builtin).join(", ")} failed during evaluation`,
+        `${entrypoint}: builtin ${o.builtinErrors.map((b) => b.builtin).join(", ")} failed during evaluation`,
       );
     }
-    return r.result;
+    return o.result;
   };
 }
 
 export function policyHandler(store: PolicyStore, opts: PolicyHandlerOptions = {}): Handler {
-  const expose = opts.exposeEvaluate === true;
-  return (req, ctx): Grant => {
+  const also = opts.alsoEvaluate ?? [];
+  const log = opts.logger;
+  return markGuarded(async (req, ctx): Promise<Grant> => {
     const active = store.current();
     const entrypoint = opts.entrypoint ?? active.entrypoint;
     const input = buildInput(req);
@@ -56,19 +114,44 @@ export function policyHandler(store: PolicyStore, opts: PolicyHandlerOptions = {
     ctx.meta.revision = active.revision;
     ctx.meta.entrypoint = entrypoint;
     ctx.meta.input = input;
-    if (expose) ctx.meta.evaluate = snapshotEvaluator(active.policy, nowNs);
+    const evalOpts: PoolEvaluateOptions = { nowNs };
+    const deadlineAt = answerDeadline(req, ctx.now);
+    if (deadlineAt !== undefined) evalOpts.deadlineAt = deadlineAt;
+    const fault = (err: unknown): never => {
+      const info = evalErrorInfo(err);
+      ctx.meta.eval_error = info;
+      log?.warn(
+        {
+          event: "policy_eval_error",
+          decision_id: ctx.decisionId,
+          revision: active.revision,
+          entrypoint,
+          ...info,
+        },
+        "policy evaluation failed; denied",
+      );
+      throw err;
+    };
+    const eps = [entrypoint, ...also];
     const started = performance.now();
-    let evaluated;
+    let outcomes: EntrypointOutcome[];
     try {
-      evaluated = active.policy.evaluate(input, entrypoint, { nowNs });
+      outcomes = await active.policy.evaluateAll(input, eps, evalOpts);
+    } catch (err) {
+      return fault(err);
     } finally {
       ctx.meta.eval_us = Math.round((performance.now() - started) * 1000);
     }
+    if (also.length > 0) ctx.meta.evaluate = precomputed(input, eps, outcomes);
+    const evaluated = outcomes[0];
+    if (!evaluated) return fault(new PolicyEvalError("evaluation returned nothing"));
+    if (!evaluated.ok) return fault(evaluated.error);
     if (evaluated.builtinErrors.length > 0) ctx.meta.builtin_errors = evaluated.builtinErrors;
     const decision = toDecision(evaluated.result, req.connect_opts);
     ctx.meta.decision = decision;
     switch (decision.kind) {
       case "allow":
+        await enforceNoInjection(req, decision.grant, probe, ctx.meta);
         if (decision.reason !== undefined) ctx.meta.reason = decision.reason;
         return decision.grant;
       case "deny":
@@ -76,7 +159,22 @@ export function policyHandler(store: PolicyStore, opts: PolicyHandlerOptions = {
       case "abort":
         throw new AbortAuth(decision.reason);
     }
-  };
+
+    /**
+     * The same snapshot, instant and deadline on a neutralised copy of the request: its grant on allow, else
+     * undefined. A fault is logged and rethrown like the decision's own (the login is denied with it).
+     */
+    async function probe(r: typeof req): Promise<unknown> {
+      let res: EvalResult;
+      try {
+        res = await active.policy.evaluate(buildInput(r), entrypoint, evalOpts);
+      } catch (err) {
+        return fault(err);
+      }
+      const d = toDecision(res.result);
+      return d.kind === "allow" ? d.grant : undefined;
+    }
+  });
 }
 
 export interface CreatePolicyEngineOptions {
@@ -89,7 +187,7 @@ export interface CreatePolicyEngineOptions {
   /**
    * Further entrypoints every revision must export (e.g. the decision-log mask): built with `opa build -e` like
    * the decision, required in a bundle's manifest, checked and smoke-evaluated before activation. When set, the
-   * handler also exposes `ctx.meta.evaluate` (see PolicyHandlerOptions.exposeEvaluate).
+   * handler evaluates them with every decision and exposes `ctx.meta.evaluate` (PolicyHandlerOptions.alsoEvaluate).
    */
   extraEntrypoints?: readonly string[];
   /** Capabilities file for opa build (default: the packaged policies/capabilities.json). */
@@ -100,7 +198,14 @@ export interface CreatePolicyEngineOptions {
   watch?: boolean;
   /** Logs each reload: info on success, error on failure (never any input or secret). */
   logger?: Logger;
+  /** Wasm memory per instance, in 64 KiB pages (default maximum 4096 = 256 MiB; policy.max_memory_mb). */
   memory?: EngineOptions["memory"];
+  /** Evaluation worker threads (default 2; policy.eval_workers). */
+  workers?: number;
+  /** Longest evaluation before its worker is replaced and the request denied (default 500 ms; policy.eval_timeout_ms). */
+  evalTimeoutMs?: number;
+  /** Largest data document in JSON bytes (default 8 MiB; policy.max_data_bytes). */
+  maxDataBytes?: number;
   smokeInputs?: readonly PolicyInput[];
   debounceMs?: number;
   /** Content-hash poll interval while watching (default 10 000 ms; 0 = file events only). */
@@ -115,8 +220,8 @@ export interface PolicyEngineHandle {
 }
 
 /**
- * Load the policy (throws PolicyLoadError with file/line when there is none valid), start watching,
- * and return the store, the handler and close().
+ * Load the policy (throws PolicyLoadError with file/line when there is none valid) into its evaluation
+ * workers, start watching, and return the store, the handler and close() (stops watching and the workers).
  */
 export async function createPolicyEngine(opts: CreatePolicyEngineOptions): Promise<PolicyEngineHandle> {
   if ((opts.dir === undefined) === (opts.bundle === undefined)) {
@@ -127,10 +232,20 @@ export async function createPolicyEngine(opts: CreatePolicyEngineOptions): Promi
   if (logger) {
     store.on("reload", (e: ReloadEvent) => {
       if (e.result === "ok") {
-        logger.info(
-          { event: "policy_reload", revision: e.revision, duration_ms: e.duration_ms, compiled: e.compiled },
-          "policy loaded",
-        );
+        const fields = {
+          event: "policy_reload",
+          revision: e.revision,
+          duration_ms: e.duration_ms,
+          compiled: e.compiled,
+        };
+        if (e.recovered) {
+          logger.info(
+            { ...fields, recovered: { code: e.recovered.code, at: e.recovered.at } },
+            "policy loaded; recovered from the failed reload",
+          );
+        } else {
+          logger.info(fields, "policy loaded");
+        }
       } else {
         logger.error(
           {
@@ -143,7 +258,9 @@ export async function createPolicyEngine(opts: CreatePolicyEngineOptions): Promi
             line: e.error?.line,
             error: e.error?.message,
           },
-          "policy reload failed; keeping the last good policy",
+          e.revision === undefined
+            ? "policy load failed; no policy is active"
+            : `policy reload failed; keeping the last good policy (revision ${e.revision})`,
         );
       }
     });
@@ -154,7 +271,13 @@ export async function createPolicyEngine(opts: CreatePolicyEngineOptions): Promi
     ...(opts.extraEntrypoints?.length ? { extraEntrypoints: opts.extraEntrypoints } : {}),
     ...(opts.capabilities !== undefined ? { capabilities: opts.capabilities } : {}),
     ...(opts.opaBin !== undefined ? { opaBin: opts.opaBin } : {}),
-    ...(opts.memory !== undefined ? { engine: { memory: opts.memory } } : {}),
+    pool: {
+      ...(opts.memory !== undefined ? { memory: opts.memory } : {}),
+      ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
+      ...(opts.evalTimeoutMs !== undefined ? { timeoutMs: opts.evalTimeoutMs } : {}),
+    },
+    ...(opts.maxDataBytes !== undefined ? { maxDataBytes: opts.maxDataBytes } : {}),
+    ...(logger ? { logger } : {}),
     ...(opts.smokeInputs !== undefined ? { smokeInputs: opts.smokeInputs } : {}),
     ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}),
     ...(opts.pollMs !== undefined ? { pollMs: opts.pollMs } : {}),
@@ -163,7 +286,10 @@ export async function createPolicyEngine(opts: CreatePolicyEngineOptions): Promi
   await watcher.start();
   return {
     store,
-    handler: policyHandler(store, { exposeEvaluate: (opts.extraEntrypoints?.length ?? 0) > 0 }),
+    handler: policyHandler(store, {
+      ...(opts.extraEntrypoints?.length ? { alsoEvaluate: opts.extraEntrypoints } : {}),
+      ...(logger ? { logger } : {}),
+    }),
     watcher,
     close: () => watcher.close(),
   };

@@ -1,6 +1,19 @@
 /** Public surface of the policy engine. */
-export { policyHandler, createPolicyEngine, DEFAULT_ENTRYPOINT } from "./handler.js";
-export type { PolicyHandlerOptions, CreatePolicyEngineOptions, PolicyEngineHandle } from "./handler.js";
+export {
+  policyHandler,
+  createPolicyEngine,
+  bindEvaluate,
+  answerDeadline,
+  DEFAULT_ENTRYPOINT,
+} from "./handler.js";
+export type {
+  PolicyHandlerOptions,
+  CreatePolicyEngineOptions,
+  PolicyEngineHandle,
+  SnapshotEvaluate,
+} from "./handler.js";
+export { EvaluatorPool, POOL_DEFAULTS } from "./pool.js";
+export type { PoolOptions, PoolEvaluateOptions, EntrypointOutcome } from "./pool.js";
 export { PolicyStore, errorInfo } from "./store.js";
 export type { ActivePolicy, PolicyStatus, ReloadEvent, PolicyErrorInfo } from "./store.js";
 export { PolicyWatcher, verifyPolicy } from "./watcher.js";

@@ -5,10 +5,12 @@
  * `{"op": "upsert", "path": "/client_info/host", "value": "…"}` (`{"op": "remove", "path": …}` is also accepted).
  * A set or an array; undefined means "nothing more to mask".
  *
- * It runs on the policy snapshot that made the decision (the handler's `ctx.meta.evaluate`, carried in the
- * decision record as `evaluate`), so a reload between the decision and the log line cannot mix revisions. Records
- * without one (requests no policy decided: drops) use the active snapshot, unless the record names another
- * revision. Anything unexpected throws, which makes the decision log leave the input out (`mask_error`).
+ * It is evaluated by the policy handler in the same worker job as the decision (same snapshot, same instant) and
+ * served from the handler's `ctx.meta.evaluate`, carried in the decision record as `evaluate`: a reload between
+ * the decision and the log line cannot mix revisions, and the synchronous decision log never evaluates. Records
+ * without one (requests no policy decided: drops) have no rule result: every part of their input the client
+ * supplied is blanked (only version, server_id, user_nkey and request_issuer stay). A record naming a revision
+ * that is no longer active, and anything unexpected, throws: the decision log leaves the input out (`mask_error`).
  */
 import type { MaskFunction, MaskOp } from "../audit.js";
 import { PolicyEvalError } from "../errors.js";
@@ -58,25 +60,32 @@ function kindOf(v: unknown): string {
 }
 
 /**
- * The decision log's MaskFunction for `entrypoint`: evaluates it with the UNMASKED input on the deciding snapshot
- * and returns the validated ops (applied by src/audit.ts after the built-in masks).
+ * The decision log's MaskFunction for `entrypoint`: its result for the UNMASKED input on the deciding snapshot
+ * (computed with the decision), validated into ops (applied by src/audit.ts after the built-in masks).
  */
 export function policyMask(store: PolicyStore, entrypoint: string): MaskFunction {
   return (_masked, { input, record }) => {
-    let result: unknown;
-    if (record.evaluate) {
-      result = record.evaluate(entrypoint, input);
-    } else {
-      const active = store.current();
-      if (record.revision !== undefined && record.revision !== active.revision) {
+    if (!record.evaluate) {
+      const active = store.peek();
+      if (record.revision !== undefined && record.revision !== active?.revision) {
         throw new PolicyEvalError(`decided by revision ${record.revision}, which is no longer active`);
       }
-      const r = active.policy.evaluate(input, entrypoint, {
-        nowNs: BigInt(record.receivedAt.getTime()) * 1_000_000n,
-      });
-      if (r.builtinErrors.length > 0) throw new PolicyEvalError(`${entrypoint}: a builtin failed`);
-      result = r.result;
+      return blankClientParts(input);
     }
-    return toMaskOps(entrypoint, result);
+    return toMaskOps(entrypoint, record.evaluate(entrypoint, input));
   };
+}
+
+/** Input fields the server (not the client) sets: kept when the policy mask cannot run. */
+const SERVER_FIELDS: ReadonlySet<string> = new Set(["version", "server_id", "user_nkey", "request_issuer"]);
+
+/**
+ * No policy evaluated this request (dropped before deciding), so its mask rule has no result: blank every part of
+ * the input the client supplied rather than log what the rule might have hidden.
+ */
+function blankClientParts(input: unknown): MaskOp[] {
+  if (typeof input !== "object" || input === null) return [];
+  return Object.keys(input)
+    .filter((k) => !SERVER_FIELDS.has(k))
+    .map((k) => `/${k.replace(/~/g, "~0").replace(/\//g, "~1")}`);
 }

@@ -89,11 +89,17 @@ export async function takeSnapshot(dir: string, opts: SnapshotOptions = {}): Pro
   try {
     await walk(dir, "", opts, files);
   } catch (err) {
-    throw new PolicyLoadError(`cannot read policy directory: ${(err as Error).message}`, { cause: err });
+    throw new PolicyLoadError(
+      `cannot read policy directory ${path.resolve(dir)}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
   }
   files.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
   const rego = files.filter((f) => f.kind === "rego");
-  if (rego.length === 0) throw new PolicyLoadError("policy directory has no .rego files");
+  if (rego.length === 0)
+    throw new PolicyLoadError(`policy directory ${path.resolve(dir)} has no .rego files`);
   return {
     dir,
     files,

@@ -2,14 +2,18 @@
  * The active policy: one immutable snapshot { policy, revision, loadedAt, entrypoint } behind a single
  * reference. A request takes `current()` once at its start, so a reload can never mix revisions;
  * `swap()` replaces the reference atomically. Failed reloads keep the last good snapshot and are
- * recorded in `status()`. Reload events go to "reload" listeners (logs, metrics).
+ * recorded in `status()`; the next successful activation clears `lastError` (its reload event says
+ * what it recovered from). Reload events go to "reload" listeners (logs, metrics).
+ *
+ * `policy` is the revision's evaluator pool (./pool.ts): every evaluation of a request goes to the
+ * same pool, so a request is decided entirely by one revision.
  */
 import { EventEmitter } from "node:events";
 import { CalloutError, PolicyEvalError, PolicyLoadError } from "../errors.js";
-import type { PolicyEngine } from "./engine.js";
+import type { EvaluatorPool } from "./pool.js";
 
 export interface ActivePolicy {
-  readonly policy: PolicyEngine;
+  readonly policy: EvaluatorPool;
   readonly revision: string;
   readonly loadedAt: Date;
   readonly entrypoint: string;
@@ -32,6 +36,8 @@ export interface ReloadEvent {
   /** ok: false when only data changed and the compiled module was reused. */
   compiled?: boolean;
   error?: PolicyErrorInfo;
+  /** ok: the failure this activation cleared (status().lastError before it). */
+  recovered?: PolicyErrorInfo & { at: string };
 }
 
 export interface PolicyStatus {
@@ -43,7 +49,7 @@ export interface PolicyStatus {
   lastSuccessAt: string | undefined;
   lastError: (PolicyErrorInfo & { at: string }) | undefined;
   reloads: { ok: number; failed: number };
-  /** Wasm memory of the active instance, bytes. */
+  /** Wasm memory of the active revision's largest instance (one per evaluation worker), bytes. */
   memoryBytes: number | undefined;
 }
 
@@ -52,7 +58,7 @@ export function errorInfo(err: unknown): PolicyErrorInfo {
     message: err instanceof Error ? err.message : String(err),
     code: err instanceof CalloutError ? err.code : "policy_load_error",
   };
-  if (err instanceof PolicyLoadError) {
+  if (err instanceof PolicyLoadError || err instanceof PolicyEvalError) {
     if (err.file !== undefined) info.file = err.file;
     if (err.line !== undefined) info.line = err.line;
   }
@@ -78,9 +84,12 @@ export class PolicyStore extends EventEmitter<{ reload: [ReloadEvent] }> {
     return this.active;
   }
 
-  /** Activate a verified policy (one reference swap) and report a successful reload. */
+  /**
+   * Activate a verified policy (one reference swap) and report a successful reload. The caller retires
+   * the previous snapshot's pool (requests that took it finish on it).
+   */
   swap(
-    next: { policy: PolicyEngine; revision: string; entrypoint: string },
+    next: { policy: EvaluatorPool; revision: string; entrypoint: string },
     info: { duration_ms?: number; compiled?: boolean } = {},
   ): ActivePolicy {
     const now = new Date();
@@ -90,6 +99,8 @@ export class PolicyStore extends EventEmitter<{ reload: [ReloadEvent] }> {
     this.ok++;
     const event: ReloadEvent = { result: "ok", revision: next.revision, duration_ms: info.duration_ms ?? 0 };
     if (info.compiled !== undefined) event.compiled = info.compiled;
+    if (this.lastError) event.recovered = this.lastError;
+    this.lastError = undefined;
     this.notify(event);
     return snapshot;
   }

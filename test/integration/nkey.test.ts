@@ -39,6 +39,7 @@ import {
   startNatsServer,
   type NatsServer,
 } from "../helpers/nats-server.js";
+import { until } from "../helpers/clients.js";
 import { freePort } from "../helpers/ports.js";
 import { OPA_BIN, REPO_ROOT } from "../helpers/opa.js";
 import { EXAMPLE_POLICIES } from "../helpers/example-stack.js";
@@ -97,6 +98,8 @@ function collector(): Collected & {
 }
 
 const last = (c: Collected) => c.results[c.results.length - 1]!;
+/** Results arrive once the reply's fate is known, just after the client saw it: wait for the one after `n`. */
+const decided = (c: Collected, n: number) => until(() => c.results.length > n, "the login's decision");
 const outcomeOf = (e: ResultEvent) => {
   const o = e.result.outcome;
   return o.kind === "allow" ? "allow" : `${o.kind}:${o.code}:${o.reason}`;
@@ -169,8 +172,10 @@ for (const sb of serverMatrix()) {
       });
 
       test("password logins are unaffected by the nonce", async () => {
+        const n = c.results.length;
         const nc = await connect({ servers: server.url, user: "bob", pass: "bob-pw", reconnect: false });
         await nc.close();
+        await decided(c, n);
         assert.equal(outcomeOf(last(c)), "allow");
         assert.equal(
           last(c).result.request?.client_info.nonce,
@@ -180,7 +185,9 @@ for (const sb of serverMatrix()) {
       });
 
       test("nkeyAuthenticator with the audit service's seed is admitted by its proven key", async () => {
+        const n = c.results.length;
         assert.equal(await tryConnect(server.url, nkeyAuthenticator(te.encode(AUDIT_SEED))), undefined);
+        await decided(c, n);
         const ev = last(c);
         assert.equal(outcomeOf(ev), "allow");
         assert.equal(ev.result.request?.proven_nkey, AUDIT_KEY);
@@ -190,14 +197,18 @@ for (const sb of serverMatrix()) {
 
       test("a creds file with the same key is admitted (its JWT is discarded in config mode)", async () => {
         const jwt = await encodeUser("audit-svc", audit, createAccount());
+        const n = c.results.length;
         assert.equal(await tryConnect(server.url, credsAuthenticator(fmtCreds(jwt, audit))), undefined);
+        await decided(c, n);
         assert.equal(outcomeOf(last(c)), "allow");
         assert.equal(last(c).result.request?.connect_opts.jwt, undefined, "config mode drops the client JWT");
       });
 
       test("base64url signatures (Go and Python clients) are proven too", async () => {
         const url = forged(AUDIT_KEY, (n) => Buffer.from(audit.sign(te.encode(n))).toString("base64url"));
+        const n = c.results.length;
         assert.equal(await tryConnect(server.url, url), undefined);
+        await decided(c, n);
         assert.equal(outcomeOf(last(c)), "allow");
       });
 
@@ -223,6 +234,7 @@ for (const sb of serverMatrix()) {
         test(`refused: ${what}`, async () => {
           const n = c.results.length;
           assert.match((await tryConnect(server.url, auth)) ?? "admitted", /Authorization Violation/i);
+          await decided(c, n);
           assert.equal(c.results.length, n + 1, "one decision");
           assert.equal(outcomeOf(last(c)), expected);
           assert.equal(last(c).result.request?.proven_nkey, undefined);
@@ -271,10 +283,12 @@ for (const sb of serverMatrix()) {
 
     test("no nonce: a genuine nkey client cannot prove its key and is refused; the service said why, once", async () => {
       for (let i = 0; i < 2; i++) {
+        const n = c.results.length;
         assert.match(
           (await tryConnect(server.url, nkeyAuthenticator(te.encode(AUDIT_SEED)))) ?? "admitted",
           /Authorization Violation/i,
         );
+        await decided(c, n);
         assert.equal(outcomeOf(last(c)), "deny:auth_denied:unproven_nkey");
         assert.equal(last(c).result.request?.client_info.nonce, undefined);
       }

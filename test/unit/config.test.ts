@@ -159,6 +159,7 @@ describe("resolveConfig: defaults", () => {
       watch: true,
       pollSeconds: 10,
       opaBinary: "opa",
+      evaluation: { workers: 2, timeoutMs: 500, maxDataBytes: 8 * 1024 * 1024, maxMemoryMb: 256 },
     });
   });
 
@@ -665,6 +666,10 @@ describe("config fixes: keys, URLs, paths, listen addresses, the input type", ()
         watch: true,
         poll_seconds: 1,
         opa_binary: "o",
+        eval_workers: 1,
+        eval_timeout_ms: 1,
+        max_data_bytes: 1,
+        max_memory_mb: 1,
         source: {
           http: {
             url: "u",

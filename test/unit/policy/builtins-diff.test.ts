@@ -105,6 +105,8 @@ function token(
 const NOW_S = 1_760_000_000; // fixed "now" for time constraints (2025-10-09)
 const T = BigInt(NOW_S) * 1_000_000_000n;
 const FUTURE = 4_102_444_800; // 2100-01-01
+/** `opa eval` runs without --strict-builtin-errors: compare with the engine's lax mode (failures → undefined). */
+const LAX = { strictBuiltinErrors: false } as const;
 const claims = { sub: "alice", iss: "https://idp.example", exp: NOW_S + 3600, iat: NOW_S - 10 };
 
 /** Self-signed certificate for the EC key (openssl CLI); undefined when openssl is missing. */
@@ -588,7 +590,7 @@ describe("host builtins match OPA (opa eval vs our wasm engine)", { skip: skipWi
     fromOpa = opaEval("data.diff.results", { modules: { "diff.rego": rego }, inputJson }) as typeof fromOpa;
     const { bytes } = buildWasmFixture({ "diff.rego": rego }, ["diff/results"]);
     const bundle = readBundle(bytes, ["diff/results"]);
-    const engine = await PolicyEngine.load(bundle.wasm, {});
+    const engine = await PolicyEngine.load(bundle.wasm, {}, LAX);
     const input = new TextEncoder().encode(inputJson).buffer as ArrayBuffer;
     fromWasm = engine.evaluate(input, "diff/results").result as typeof fromWasm;
   });
@@ -651,7 +653,7 @@ describe("time.now_ns", { skip: skipWithoutOpa }, () => {
     const rego = readFileSync(FIXTURE, "utf8");
     const { bytes } = buildWasmFixture({ "diff.rego": rego }, ["diff/now_twice", "diff/now_json"]);
     const bundle = readBundle(bytes, ["diff/now_twice", "diff/now_json"]);
-    const engine = await PolicyEngine.load(bundle.wasm, {});
+    const engine = await PolicyEngine.load(bundle.wasm, {}, LAX);
     const now = 1_704_067_200_123_456_789n;
     const j = engine.evaluate({}, "diff/now_json", { nowNs: now }).result;
     assert.equal(j, "1704067200123456789");
@@ -669,7 +671,7 @@ describe("documented precision limit of nanosecond arguments", { skip: skipWitho
   test("beyond 2^53, arguments are snapped to the microsecond; µs-precision values stay exact", async () => {
     const rego = readFileSync(FIXTURE, "utf8");
     const { bytes } = buildWasmFixture({ "diff.rego": rego }, ["diff/results"]);
-    const engine = await PolicyEngine.load(readBundle(bytes, ["diff/results"]).wasm, {});
+    const engine = await PolicyEngine.load(readBundle(bytes, ["diff/results"]).wasm, {}, LAX);
     const table = { format: { ns: [1_704_067_200_000_000_005n], us: [1_704_067_200_000_001_000n] } };
     const inputJson = jsonWithBigInts(table);
     const opa = (opaEval("data.diff.results", { modules: { "diff.rego": rego }, inputJson }) as FormatResults)

@@ -135,7 +135,7 @@ describe(
           // An input the service never sends (e.g. version 2, no `derived`): only the policy's own defence
           // can be checked. Evaluate the document as given; it must be exactly `expect`, and not an allow.
           t.diagnostic("input not producible by buildInput: evaluated directly, not through the handler");
-          const { result } = active.policy.evaluate(c.input, active.entrypoint, { nowNs });
+          const { result } = await active.policy.evaluate(c.input, active.entrypoint, { nowNs });
           assert.deepEqual(result, c.expect);
           assert.notEqual(
             toDecision(result, req.connect_opts).kind,
@@ -146,7 +146,7 @@ describe(
         }
 
         // 1. The decision document, for exactly the input the handler builds.
-        const { result } = active.policy.evaluate(input, active.entrypoint, { nowNs });
+        const { result } = await active.policy.evaluate(input, active.entrypoint, { nowNs });
         assert.deepEqual(result, c.expect, "wasm decision document differs from expect");
 
         // 2. The handler path the service runs.
@@ -175,7 +175,7 @@ describe(
         if (c.now === undefined) {
           for (const clock of TIME_INDEPENDENT_CLOCKS) {
             const at = new Date(clock);
-            const r = active.policy.evaluate(input, active.entrypoint, {
+            const r = await active.policy.evaluate(input, active.entrypoint, {
               nowNs: BigInt(at.getTime()) * 1_000_000n,
             });
             assert.deepEqual(r.result, c.expect, `decision differs at ${clock}`);

@@ -139,23 +139,32 @@ describe("PolicyEngine", { skip: skipWithoutOpa }, () => {
     assert.throws(() => engine.evaluate({}, "nats/authz/other"), PolicyEvalError);
   });
 
-  test("builtin errors make the expression undefined and are recorded; strict mode throws", async () => {
+  test("builtin errors fail the evaluation by default (strict, naming the builtin); lax mode records them", async () => {
     const files = {
       "p.rego": 'package nats.authz\n\ndefault decision := "none"\n\ndecision := hex.decode(input.h)\n',
     };
-    const lax = await engineFor(files);
+    const lax = await engineFor(files, {}, [EP], { strictBuiltinErrors: false });
     assert.deepEqual(lax.evaluate({ h: "6869" }, EP), { result: "hi", builtinErrors: [] });
     const bad = lax.evaluate({ h: "zz" }, EP);
     assert.equal(bad.result, "none");
     assert.deepEqual(bad.builtinErrors, [{ builtin: "hex.decode", message: "invalid byte in hex string" }]);
-    const strict = await engineFor(files, {}, [EP], { strictBuiltinErrors: true });
-    assert.throws(() => strict.evaluate({ h: "zz" }, EP), PolicyEvalError);
+    const strict = await engineFor(files);
+    assert.throws(
+      () => strict.evaluate({ h: "zz" }, EP),
+      (e: unknown) =>
+        e instanceof PolicyEvalError && /builtin hex\.decode: invalid byte in hex string/.test(e.message),
+    );
   });
 
   test("memory is bounded by the configured maximum", async () => {
     const engine = await engineFor(basicFiles(), basicData(), [EP], { memory: { initial: 4, maximum: 40 } });
     const huge = { ...(SMOKE_INPUT as object), padding: "x".repeat(4 * 1024 * 1024) };
-    assert.throws(() => engine.evaluate(huge, EP), PolicyEvalError);
+    assert.throws(
+      () => engine.evaluate(huge, EP),
+      (e: unknown) =>
+        e instanceof PolicyEvalError &&
+        /out of wasm memory: the limit is 2\.5 MiB \(40 pages/.test(e.message),
+    );
     assert.ok(engine.memoryBytes() <= 40 * 65536);
     // still answers normal requests
     assert.equal(

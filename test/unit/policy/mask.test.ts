@@ -62,6 +62,8 @@ async function decide(handler: Handler, user: string, pass: string): Promise<Res
     receivedAt: now,
     queue_us: 0,
     replied: true,
+    reply: "sent",
+    outcome,
     result: {
       decisionId: `d-${user}`,
       outcome,
@@ -184,13 +186,20 @@ describe("policy decision-log mask", { skip: skipWithoutOpa }, () => {
     assert.equal((fresh.input as Doc).connect_opts.lang, MASK, "new rule");
     assert.equal((fresh.input as Doc).client_info.name, CONN_NAME);
 
-    // Without an evaluator (no policy decided it, e.g. a dropped request) the active snapshot masks it ...
+    // Without an evaluator (no policy decided it, e.g. a dropped request) the rule has no result: everything the
+    // client supplied is blanked, the server's facts stay ...
     const dropped = await decide(h.handler, "alice", PASS);
     dropped.result.meta = {};
     dropped.dropped = "queue_full";
     const d = c.record(dropped);
-    assert.equal((d.input as Doc).connect_opts.lang, MASK);
-    // ... but a record that names a revision no longer active is never masked with another revision's rule.
+    assert.equal(d.input_dropped, undefined);
+    const dd = d.input as Doc & { server_id: { name: string } };
+    assert.equal(dd.connect_opts as unknown, MASK);
+    assert.equal(dd.client_info as unknown, MASK);
+    assert.equal(dd.server_id.name, "smoke-test");
+    assert.ok(d.masked?.includes("/connect_opts") && d.masked.includes("/client_info"));
+    assert.ok(!(c.lines.at(-1) ?? "").includes(CONN_NAME));
+    // ... and a record that names a revision no longer active is never masked with another revision's rule.
     const stale = decisionRecordFromResult(before, "nats/authz/decision");
     delete stale.evaluate;
     const log = createDecisionLog({ sink: () => {}, mask });

@@ -5,11 +5,12 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { PolicyEvalError, PolicyLoadError } from "../../../src/errors.js";
-import type { PolicyEngine } from "../../../src/policy/engine.js";
+import type { EvaluatorPool } from "../../../src/policy/pool.js";
 import { PolicyStore, type ReloadEvent } from "../../../src/policy/store.js";
 
 // the store only calls memoryBytes() on the policy
-const fakePolicy = (bytes: number): PolicyEngine => ({ memoryBytes: () => bytes }) as unknown as PolicyEngine;
+const fakePolicy = (bytes: number): EvaluatorPool =>
+  ({ memoryBytes: () => bytes }) as unknown as EvaluatorPool;
 
 describe("PolicyStore", () => {
   test("not ready until the first swap", () => {
@@ -76,6 +77,28 @@ describe("PolicyStore", () => {
     // errors of other kinds keep their code
     assert.equal(store.recordFailure(new PolicyEvalError("boom")).code, "policy_eval_error");
     assert.equal(store.recordFailure(new Error("plain")).code, "policy_load_error");
+  });
+
+  test("a later activation clears lastError and its event says what it recovered from", () => {
+    const store = new PolicyStore();
+    const events: ReloadEvent[] = [];
+    store.on("reload", (e) => events.push(e));
+    store.swap({ policy: fakePolicy(1), revision: "r1", entrypoint: "e" });
+    store.recordFailure(
+      new PolicyLoadError("authz.rego:3: rego_parse_error", { file: "authz.rego", line: 3 }),
+    );
+    const failedAt = store.status().lastError?.at;
+    assert.ok(failedAt);
+    store.swap({ policy: fakePolicy(1), revision: "r3", entrypoint: "e" });
+    const st = store.status();
+    assert.equal(st.lastError, undefined, "cleared by the activation");
+    assert.deepEqual(st.reloads, { ok: 2, failed: 1 }, "the counters keep the history");
+    const ok = events.at(-1);
+    assert.equal(ok?.result, "ok");
+    assert.equal(ok?.recovered?.code, "policy_load_error");
+    assert.equal(ok?.recovered?.file, "authz.rego");
+    assert.equal(ok?.recovered?.at, failedAt);
+    assert.equal(events[0]?.recovered, undefined, "a first load recovers from nothing");
   });
 
   test("a throwing listener cannot break a swap; once-listeners fire once", () => {

@@ -24,6 +24,7 @@ import { SMOKE_REQUEST, buildInput } from "../../../src/policy/input.js";
 import { takeSnapshot } from "../../../src/policy/snapshot.js";
 import { PolicyStore, type ReloadEvent } from "../../../src/policy/store.js";
 import { PolicyWatcher } from "../../../src/policy/watcher.js";
+import { until } from "../../helpers/clients.js";
 import { CAPABILITIES, FIXTURES, OPA_BIN, skipWithoutOpa } from "../../helpers/opa.js";
 
 const EP = "nats/authz/decision";
@@ -51,7 +52,10 @@ const opts = {
   writeFinishMs: 80,
 };
 
-async function started(source: { dir: string } | { bundle: string }, extra: { pollMs?: number } = {}) {
+async function started(
+  source: { dir: string } | { bundle: string },
+  extra: { pollMs?: number; watch?: boolean } = {},
+) {
   const store = new PolicyStore();
   const events: ReloadEvent[] = [];
   store.on("reload", (e) => events.push(e));
@@ -72,10 +76,10 @@ function nextReload(store: PolicyStore, timeoutMs = 15_000): Promise<ReloadEvent
   });
 }
 
-function decide(store: PolicyStore, user: string, pass: string): Record<string, unknown> {
+async function decide(store: PolicyStore, user: string, pass: string): Promise<Record<string, unknown>> {
   const active = store.current();
   const input = buildInput({ ...SMOKE_REQUEST, connect_opts: { user, pass } });
-  return active.policy.evaluate(input, active.entrypoint).result as Record<string, unknown>;
+  return (await active.policy.evaluate(input, active.entrypoint)).result as Record<string, unknown>;
 }
 
 const authz = (dir: string): string => path.join(dir, "authz.rego");
@@ -87,7 +91,7 @@ describe("policy hot reload", { skip: skipWithoutOpa }, () => {
     const { store, events } = await started({ dir });
     const r1 = store.current().revision;
     assert.equal(events.length, 1);
-    assert.equal(decide(store, "alice", "alice-pw").allow, true);
+    assert.equal((await decide(store, "alice", "alice-pw")).allow, true);
 
     const written = performance.now();
     const reload = nextReload(store);
@@ -98,7 +102,7 @@ describe("policy hot reload", { skip: skipWithoutOpa }, () => {
     assert.equal(e.compiled, true);
     assert.notEqual(store.current().revision, r1);
     assert.equal(e.revision, store.current().revision);
-    assert.equal(decide(store, "alice", "bad").reason, "nope");
+    assert.equal((await decide(store, "alice", "bad")).reason, "nope");
     assert.deepEqual(store.status().reloads, { ok: 2, failed: 0 });
   });
 
@@ -159,7 +163,7 @@ describe("policy hot reload", { skip: skipWithoutOpa }, () => {
       if (expected.file) assert.equal(e.error?.file, expected.file);
       if (expected.line) assert.equal(e.error?.line, expected.line);
       assert.equal(store.current().revision, r1);
-      assert.equal(decide(store, "alice", "alice-pw").allow, true, "last good policy still serves");
+      assert.equal((await decide(store, "alice", "alice-pw")).allow, true, "last good policy still serves");
       const st = store.status();
       assert.equal(st.revision, r1);
       assert.deepEqual(st.reloads, { ok: 1, failed: 1 });
@@ -190,7 +194,7 @@ describe("policy hot reload", { skip: skipWithoutOpa }, () => {
     const e = await reload;
     assert.equal(e.result, "ok");
     assert.notEqual(store.current().revision, r1);
-    assert.equal(decide(store, "alice", "alice-pw").reason, "renamed");
+    assert.equal((await decide(store, "alice", "alice-pw")).reason, "renamed");
   });
 
   test("deleting a file: harmless → new revision; needed → error, old kept", async () => {
@@ -209,7 +213,7 @@ describe("policy hot reload", { skip: skipWithoutOpa }, () => {
     );
     const { store } = await started({ dir });
     const r1 = store.current().revision;
-    assert.equal(decide(store, "mallory", "x").abort, true);
+    assert.equal((await decide(store, "mallory", "x")).abort, true);
 
     let reload = nextReload(store);
     unlinkSync(path.join(dir, "extra.rego"));
@@ -225,7 +229,7 @@ describe("policy hot reload", { skip: skipWithoutOpa }, () => {
     assert.match(e2.error?.message ?? "", /undefined function data\.nats\.helpers\.is_blocked/);
     assert.equal(e2.error?.file, "authz.rego");
     assert.equal(store.current().revision, r2);
-    assert.equal(decide(store, "mallory", "x").abort, true);
+    assert.equal((await decide(store, "mallory", "x")).abort, true);
   });
 
   test("a data-only change reloads without recompiling", async () => {
@@ -243,10 +247,13 @@ describe("policy hot reload", { skip: skipWithoutOpa }, () => {
     assert.notEqual(after.revision, before.revision);
     assert.notEqual(after.policy, before.policy, "a new instance");
     assert.equal(after.policy.module, before.policy.module, "the same compiled module");
-    assert.deepEqual(decide(store, "bob", "x"), { allow: false, abort: true, reason: "blocked" });
+    assert.deepEqual(await decide(store, "bob", "x"), { allow: false, abort: true, reason: "blocked" });
     // the old snapshot (held by an in-flight request) still answers with the old data
     const oldInput = buildInput({ ...SMOKE_REQUEST, connect_opts: { user: "bob", pass: "x" } });
-    assert.deepEqual(before.policy.evaluate(oldInput, EP).result, { allow: false, reason: "not_authorized" });
+    assert.deepEqual((await before.policy.evaluate(oldInput, EP)).result, {
+      allow: false,
+      reason: "not_authorized",
+    });
   });
 
   test("invalid data keeps the old revision and names the data file and line", async () => {
@@ -260,6 +267,53 @@ describe("policy hot reload", { skip: skipWithoutOpa }, () => {
     assert.equal(e.error?.file, "data.json");
     assert.equal(e.error?.line, 2);
     assert.equal(store.current().revision, r1);
+  });
+
+  test("one broken save is one failure: neither the poll nor a file event retries the same content", async () => {
+    const dir = tmpCopy();
+    // No file events and no poll timer: the test runs every reload and poll tick itself, so each is counted.
+    const { store, watcher } = await started({ dir }, { watch: false });
+    writeFileSync(authz(dir), "package nats.authz\n\ndecision := {\n");
+    assert.equal((await watcher.reload()).result, "error", "the save, as a file event reloads it");
+    await watcher.poll();
+    await watcher.poll();
+    assert.equal(
+      (await watcher.reload()).result,
+      "unchanged",
+      "a non-forced reload skips the failed content",
+    );
+    assert.deepEqual(store.status().reloads, { ok: 1, failed: 1 });
+    // a forced reload (SIGHUP, an operator) does try again
+    assert.equal((await watcher.reload(true)).result, "error");
+    assert.deepEqual(store.status().reloads, { ok: 1, failed: 2 });
+    // a different broken save is a new failure; going back to good recovers
+    writeFileSync(authz(dir), "package nats.authz\n\ndecision := {{\n");
+    await watcher.poll();
+    assert.deepEqual(store.status().reloads, { ok: 1, failed: 3 });
+    cpSync(path.join(FIXTURES, "basic", "authz.rego"), authz(dir));
+    writeFileSync(authz(dir), `${read(authz(dir))}\n# fixed\n`);
+    await watcher.poll();
+    assert.equal(store.status().reloads.ok, 2);
+    assert.equal(store.status().lastError, undefined);
+  });
+
+  test("close() while the poll re-watches a recreated directory leaves no file watcher open", async () => {
+    const dir = tmpCopy();
+    const { watcher } = await started({ dir }, { pollMs: 0 });
+    const internals = watcher as unknown as { fsWatcher?: { closed: boolean } };
+    const first = internals.fsWatcher;
+    assert.ok(first);
+    rmSync(dir, { recursive: true, force: true });
+    await watcher.poll(); // the root is gone: noted, nothing to load
+    cpSync(path.join(FIXTURES, "basic"), dir, { recursive: true });
+    const polling = watcher.poll(); // closes the old watcher, starts a new one
+    await until(() => internals.fsWatcher !== undefined && internals.fsWatcher !== first, "the new watcher");
+    const second = internals.fsWatcher;
+    await watcher.close();
+    await polling;
+    assert.equal(first.closed, true);
+    assert.equal(second?.closed, true, "the watcher started during the re-watch is closed too");
+    assert.equal(internals.fsWatcher, undefined);
   });
 
   test("files that are not policy (cases, notes) do not cause reloads", async () => {
@@ -297,12 +351,12 @@ describe("policy hot reload", { skip: skipWithoutOpa }, () => {
     const e = await reload;
     assert.equal(e.result, "ok");
     assert.notEqual(store.current().revision, r1);
-    assert.equal(decide(store, "alice", "alice-pw").reason, "from_bundle");
+    assert.equal((await decide(store, "alice", "alice-pw")).reason, "from_bundle");
 
     const broken = nextReload(store);
     writeFileSync(file, "not a bundle");
     assert.equal((await broken).result, "error");
-    assert.equal(decide(store, "alice", "alice-pw").reason, "from_bundle");
+    assert.equal((await decide(store, "alice", "alice-pw")).reason, "from_bundle");
   });
   test("a Kubernetes ConfigMap volume (symlinks, ..data swapped atomically) loads and reloads", async () => {
     // The layout kubelet writes: real files in a hidden timestamped dir, `..data` -> that dir, and one
@@ -324,7 +378,7 @@ describe("policy hot reload", { skip: skipWithoutOpa }, () => {
 
     const { store } = await started({ dir }, { pollMs: 300 });
     const r1 = store.current().revision;
-    assert.equal(decide(store, "alice", "alice-pw").allow, true, "the symlinked files were loaded");
+    assert.equal((await decide(store, "alice", "alice-pw")).allow, true, "the symlinked files were loaded");
 
     version("..2026_11_29_v2", (d) => d.blocked.push("bob"));
     const reload = nextReload(store);
@@ -334,6 +388,6 @@ describe("policy hot reload", { skip: skipWithoutOpa }, () => {
     const e = await reload;
     assert.equal(e.result, "ok");
     assert.notEqual(store.current().revision, r1);
-    assert.deepEqual(decide(store, "bob", "x"), { allow: false, abort: true, reason: "blocked" });
+    assert.deepEqual(await decide(store, "bob", "x"), { allow: false, abort: true, reason: "blocked" });
   });
 });

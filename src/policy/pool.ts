@@ -1,0 +1,540 @@
+/**
+ * Bounded evaluation: one policy revision loaded into a small pool of worker threads (./worker.ts),
+ * each with its own wasm instance (the compiled WebAssembly.Module is shared; the data document is
+ * copied into every instance). Evaluation never runs on the caller's event loop.
+ *
+ * Outcomes of `evaluate` / `evaluateAll`:
+ * - the entrypoint's value (undefined = undefined decision), or a PolicyEvalError carrying OPA's
+ *   text and file:line (conflicting outputs, out of memory, strict builtin errors), scrubbed of the
+ *   input's credentials;
+ * - PolicyTimeoutError (`policy_timeout`) when a job runs longer than `timeoutMs` on its worker: the
+ *   worker is terminated and replaced (a warn line says so; never input; after a first replacement a
+ *   loaded spare is kept, so later ones are immediate) — or when the caller's
+ *   `deadlineAt` (the request's expiry) passes first, queued or running: the caller is answered, the
+ *   worker keeps its own `timeoutMs` bound;
+ * - PolicyEvalError when a worker dies under a job (terminated, crashed): the job fails, the worker is
+ *   replaced;
+ * - PolicyEvalError when the pool was closed (its revision was replaced long ago).
+ *
+ * A pool is started for one revision (`EvaluatorPool.start`, which throws PolicyLoadError when the
+ * module or data does not load) and never changes revision: a reload starts a new pool, verifies it,
+ * and the store swaps the reference. The old pool is `retire`d: it finishes what it has, keeps
+ * answering for `graceMs` (a request that took the old snapshot may still evaluate on it), then stops.
+ */
+import { Worker } from "node:worker_threads";
+import { PolicyEvalError, PolicyLoadError, PolicyTimeoutError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { DEFAULT_MEMORY, type EvalResult, type MemoryLimits } from "./engine.js";
+import { mib, scrubFault } from "./faults.js";
+import { POOL_DEFAULTS } from "./limits.js";
+import type { WasmModule } from "./wasm.js";
+import type { WireOutcome, WorkerInit, WorkerJob, WorkerMessage } from "./worker.js";
+
+export { POOL_DEFAULTS };
+
+export interface PoolOptions {
+  /** Worker threads (default 2). */
+  workers?: number;
+  /** Longest run of one job on a worker before it is killed and replaced (default 500 ms). */
+  timeoutMs?: number;
+  memory?: MemoryLimits;
+  /** Host-builtin failures fail the evaluation (default true, like OPA's --strict-builtin-errors). */
+  strictBuiltinErrors?: boolean;
+  /** Gets policy_timeout / worker_exit / worker_replace lines (never input). */
+  logger?: Logger;
+  /** For log lines and errors. */
+  revision?: string;
+}
+
+export interface PoolEvaluateOptions {
+  /** Frozen time for `time.now_ns()` (ns since the epoch); default: now. */
+  nowNs?: bigint;
+  /** Answer no later than this (ms since the epoch): the request's expiry. */
+  deadlineAt?: number;
+}
+
+/** One entrypoint's outcome from evaluateAll. */
+export type EntrypointOutcome = ({ ok: true } & EvalResult) | { ok: false; error: PolicyEvalError };
+
+interface Job {
+  id: number;
+  input: unknown;
+  entrypoints: readonly string[];
+  nowNs: bigint;
+  settle: (v: EntrypointOutcome[] | Error) => void;
+  done: boolean;
+  answerTimer?: NodeJS.Timeout;
+}
+
+interface Slot {
+  index: number;
+  worker: Worker;
+  ready: boolean;
+  job?: Job;
+  killTimer?: NodeJS.Timeout;
+  memoryBytes: number;
+  /** Set when the pool ended this worker on purpose (timeout, replace, close). */
+  ending: boolean;
+  lastError?: Error;
+}
+
+/**
+ * worker.js next to this module (dist/). Under tsx (dev, tests: this module is .ts) the worker is
+ * worker.ts, and a worker thread does not run the parent's `--import tsx` hooks (Node 20): a small
+ * bootstrap registers tsx in the thread first.
+ */
+const FROM_SOURCE = import.meta.url.endsWith(".ts");
+const WORKER_URL = new URL(FROM_SOURCE ? "./worker.ts" : "./worker.js", import.meta.url);
+
+function newWorker(init: WorkerInit): Worker {
+  if (!FROM_SOURCE) return new Worker(WORKER_URL, { workerData: init });
+  const tsx = import.meta.resolve("tsx/esm/api");
+  const boot =
+    `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(WORKER_URL.href)}); })` +
+    `.catch((e) => { process.nextTick(() => { throw e; }); });`;
+  return new Worker(boot, { eval: true, workerData: init });
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function toArrayBuffer(data: Uint8Array | ArrayBuffer): ArrayBuffer {
+  if (data instanceof ArrayBuffer) return data;
+  return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
+}
+
+export class EvaluatorPool {
+  readonly revision: string;
+  /** The compiled module every worker instantiated. */
+  readonly module: WasmModule;
+  readonly entrypoints: readonly string[];
+  readonly requiredBuiltins: readonly string[];
+  readonly timeoutMs: number;
+  private readonly slots: Slot[] = [];
+  private readonly queue: Job[] = [];
+  private readonly init: WorkerInit;
+  private readonly logger: Logger | undefined;
+  private nextId = 1;
+  private closed = false;
+  private retireTimer: NodeJS.Timeout | undefined;
+  private retiring = false;
+  private replaced = 0;
+  private timeouts = 0;
+  /** A loaded worker in reserve (kept once a worker has been replaced). */
+  private spare: Spawned | undefined;
+  private sparing: Promise<void> | undefined;
+
+  private constructor(
+    init: WorkerInit,
+    meta: { entrypoints: string[]; requiredBuiltins: string[] },
+    opts: PoolOptions,
+  ) {
+    this.init = init;
+    this.module = init.module;
+    this.entrypoints = [...meta.entrypoints].sort();
+    this.requiredBuiltins = meta.requiredBuiltins;
+    this.timeoutMs = opts.timeoutMs ?? POOL_DEFAULTS.timeoutMs;
+    this.logger = opts.logger;
+    this.revision = opts.revision ?? "";
+  }
+
+  /**
+   * Start `workers` threads with `module` and `data` (JSON bytes) and wait until every one has loaded
+   * them. Throws PolicyLoadError (missing builtins, data that does not fit the memory limit, …).
+   */
+  static async start(
+    module: WasmModule,
+    data: Uint8Array | ArrayBuffer,
+    opts: PoolOptions = {},
+  ): Promise<EvaluatorPool> {
+    const size = opts.workers ?? POOL_DEFAULTS.workers;
+    if (!Number.isInteger(size) || size < 1)
+      throw new RangeError(`workers must be an integer >= 1, got ${size}`);
+    const init: WorkerInit = {
+      module,
+      data: toArrayBuffer(data),
+      memory: {
+        initial: opts.memory?.initial ?? DEFAULT_MEMORY.initial,
+        maximum: opts.memory?.maximum ?? DEFAULT_MEMORY.maximum,
+      },
+      strictBuiltinErrors: opts.strictBuiltinErrors ?? true,
+    };
+    const starts: Promise<Spawned>[] = [];
+    for (let i = 0; i < size; i++) starts.push(spawn(init));
+    const settled = await Promise.allSettled(starts);
+    const failed = settled.find((s) => s.status === "rejected");
+    if (failed) {
+      for (const s of settled) if (s.status === "fulfilled") void s.value.worker.terminate();
+      throw failed.reason;
+    }
+    const ok = settled as PromiseFulfilledResult<Spawned>[];
+    const first = (ok[0] as (typeof ok)[0]).value.ready;
+    const pool = new EvaluatorPool(init, first, opts);
+    for (const [index, s] of ok.entries()) pool.adopt(index, s.value.worker, s.value.ready.memoryBytes);
+    return pool;
+  }
+
+  hasEntrypoint(name: string): boolean {
+    return this.entrypoints.includes(name);
+  }
+
+  /** The largest wasm memory among the workers' instances, bytes (it never shrinks). */
+  memoryBytes(): number {
+    return Math.max(0, ...this.slots.map((s) => s.memoryBytes));
+  }
+
+  isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** The worker threads and whether each is evaluating now (tests terminate one to prove recovery). @internal */
+  workers(): readonly { worker: Worker; busy: boolean }[] {
+    return this.slots.map((s) => ({ worker: s.worker, busy: s.job !== undefined }));
+  }
+
+  stats(): {
+    workers: number;
+    ready: number;
+    busy: number;
+    queued: number;
+    timeouts: number;
+    replaced: number;
+    /** A loaded worker is in reserve. */
+    spare: boolean;
+  } {
+    return {
+      workers: this.slots.length,
+      ready: this.slots.filter((s) => s.ready).length,
+      busy: this.slots.filter((s) => s.job !== undefined).length,
+      queued: this.queue.length,
+      timeouts: this.timeouts,
+      replaced: this.replaced,
+      spare: this.spare !== undefined,
+    };
+  }
+
+  /** Evaluate one entrypoint. Throws PolicyEvalError or PolicyTimeoutError. */
+  async evaluate(input: unknown, entrypoint: string, opts: PoolEvaluateOptions = {}): Promise<EvalResult> {
+    const [o] = await this.evaluateAll(input, [entrypoint], opts);
+    if (!o) throw new PolicyEvalError("evaluation returned nothing");
+    if (!o.ok) throw o.error;
+    return { result: o.result, builtinErrors: o.builtinErrors };
+  }
+
+  /**
+   * Evaluate several entrypoints with one input, one frozen time and one revision, in one round trip.
+   * Each entrypoint's failure is reported in its own outcome; the promise rejects only with
+   * PolicyTimeoutError or PolicyEvalError for the job as a whole (worker died, pool closed).
+   */
+  evaluateAll(
+    input: unknown,
+    entrypoints: readonly string[],
+    opts: PoolEvaluateOptions = {},
+  ): Promise<EntrypointOutcome[]> {
+    if (this.closed) {
+      return Promise.reject(new PolicyEvalError(`policy revision ${this.revision} is no longer loaded`));
+    }
+    const nowNs = opts.nowNs ?? BigInt(Date.now()) * 1_000_000n;
+    return new Promise<EntrypointOutcome[]>((resolve, reject) => {
+      const job: Job = {
+        id: this.nextId++,
+        input,
+        entrypoints,
+        nowNs,
+        done: false,
+        settle: (v) => {
+          if (job.done) return;
+          job.done = true;
+          if (job.answerTimer) clearTimeout(job.answerTimer);
+          if (v instanceof Error) reject(v);
+          else resolve(v);
+          this.maybeFinishRetire();
+        },
+      };
+      // (setTimeout turns anything beyond 2^31-1 ms into 1 ms: a far deadline sets no timer)
+      if (opts.deadlineAt !== undefined && opts.deadlineAt - Date.now() <= MAX_TIMER_MS) {
+        const ms = Math.max(0, opts.deadlineAt - Date.now());
+        job.answerTimer = setTimeout(() => {
+          const queued = this.queue.indexOf(job);
+          if (queued >= 0) this.queue.splice(queued, 1);
+          job.settle(
+            new PolicyTimeoutError(
+              `no decision before the request expired (${queued >= 0 ? "waiting for a worker" : "still evaluating"})`,
+            ),
+          );
+        }, ms);
+      }
+      this.queue.push(job);
+      this.dispatch();
+    });
+  }
+
+  /** Stop after `graceMs` once no job is pending (a replaced revision). */
+  retire(graceMs: number = POOL_DEFAULTS.retireGraceMs): void {
+    if (this.closed || this.retireTimer) return;
+    this.retireTimer = setTimeout(() => {
+      this.retiring = true;
+      this.maybeFinishRetire();
+    }, graceMs);
+    this.retireTimer.unref();
+  }
+
+  /** Terminate every worker now; pending jobs fail with PolicyEvalError. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.retireTimer) clearTimeout(this.retireTimer);
+    const gone = new PolicyEvalError(`policy revision ${this.revision} is no longer loaded`);
+    for (const job of this.queue.splice(0)) job.settle(gone);
+    const spare = this.spare;
+    this.spare = undefined;
+    if (spare) await spare.worker.terminate();
+    await Promise.all(
+      this.slots.map(async (s) => {
+        s.ending = true;
+        if (s.killTimer) clearTimeout(s.killTimer);
+        s.job?.settle(gone);
+        s.job = undefined;
+        await s.worker.terminate();
+      }),
+    );
+  }
+
+  // ---- internals ----
+
+  private maybeFinishRetire(): void {
+    if (!this.retiring || this.closed) return;
+    if (this.queue.length > 0 || this.slots.some((s) => s.job && !s.job.done)) return;
+    void this.close();
+  }
+
+  private adopt(index: number, worker: Worker, memoryBytes: number): void {
+    const slot: Slot = { index, worker, ready: true, memoryBytes, ending: false };
+    this.slots[index] = slot;
+    this.listen(slot);
+  }
+
+  private listen(slot: Slot): void {
+    const w = slot.worker;
+    w.on("message", (msg: WorkerMessage) => {
+      if (msg.type !== "result" || slot.worker !== w) return;
+      slot.memoryBytes = msg.memoryBytes;
+      const job = slot.job;
+      if (!job || job.id !== msg.id) return;
+      if (slot.killTimer) clearTimeout(slot.killTimer);
+      slot.killTimer = undefined;
+      slot.job = undefined;
+      w.unref();
+      job.settle(msg.outcomes.map((o) => this.outcome(o, job.input)));
+      this.dispatch();
+    });
+    w.on("error", (err) => {
+      slot.lastError = err;
+    });
+    w.on("exit", (code) => {
+      if (slot.worker !== w || slot.ending || this.closed) return;
+      // Not ended by us: terminated from outside, crashed, or out of heap.
+      const why = slot.lastError ? `: ${slot.lastError.message.split("\n")[0]}` : "";
+      this.logger?.error(
+        {
+          event: "policy_worker_exit",
+          revision: this.revision,
+          thread_id: w.threadId,
+          exit_code: code,
+          busy: !!slot.job,
+        },
+        `policy evaluation worker exited unexpectedly${why}; replacing it`,
+      );
+      const job = slot.job;
+      slot.job = undefined;
+      job?.settle(new PolicyEvalError(`policy evaluation worker exited (exit code ${code})${why}`));
+      this.replace(slot);
+    });
+  }
+
+  private outcome(o: WireOutcome, input: unknown): EntrypointOutcome {
+    if (o.ok) return { ok: true, result: o.result, builtinErrors: o.builtinErrors };
+    const message = scrubFault({ message: o.message, trusted: o.trusted }, input);
+    const opts: { file?: string; line?: number } = {};
+    if (o.file !== undefined) opts.file = o.file;
+    if (o.line !== undefined) opts.line = o.line;
+    return { ok: false, error: new PolicyEvalError(message, opts) };
+  }
+
+  private dispatch(): void {
+    while (this.queue.length > 0) {
+      const slot = this.slots.find((s) => s.ready && s.job === undefined && !s.ending);
+      if (!slot) return;
+      const job = this.queue.shift() as Job;
+      if (job.done) continue;
+      slot.job = job;
+      slot.worker.ref();
+      const msg: WorkerJob = { id: job.id, input: job.input, entrypoints: job.entrypoints, nowNs: job.nowNs };
+      try {
+        slot.worker.postMessage(msg);
+      } catch (err) {
+        // input that cannot cross the thread boundary (not JSON-like): this job's fault, not the worker's
+        slot.job = undefined;
+        slot.worker.unref();
+        job.settle(new PolicyEvalError(`input cannot be sent to the evaluator: ${(err as Error).message}`));
+        continue;
+      }
+      slot.killTimer = setTimeout(() => this.kill(slot, job), this.timeoutMs);
+    }
+  }
+
+  /** A job outlived timeoutMs: deny it, end the worker, start another. */
+  private kill(slot: Slot, job: Job): void {
+    if (slot.job !== job) return;
+    this.timeouts++;
+    this.logger?.warn(
+      {
+        event: "policy_timeout",
+        revision: this.revision,
+        entrypoint: job.entrypoints.join(","),
+        timeout_ms: this.timeoutMs,
+        thread_id: slot.worker.threadId,
+      },
+      "policy evaluation exceeded its deadline; worker terminated and replaced",
+    );
+    slot.job = undefined;
+    job.settle(
+      new PolicyTimeoutError(`policy evaluation exceeded ${this.timeoutMs} ms (policy.eval_timeout_ms)`),
+    );
+    this.replace(slot);
+  }
+
+  private replace(slot: Slot): void {
+    if (this.closed) return;
+    slot.ending = true;
+    slot.ready = false;
+    if (slot.killTimer) clearTimeout(slot.killTimer);
+    slot.killTimer = undefined;
+    void slot.worker.terminate();
+    this.replaced++;
+    const spare = this.spare;
+    this.spare = undefined;
+    if (spare) this.install(slot.index, spare, "the spare");
+    else this.respawn(slot.index, 1);
+    this.keepSpare();
+  }
+
+  private install(index: number, s: Spawned, from: string): void {
+    const fresh: Slot = {
+      index,
+      worker: s.worker,
+      ready: true,
+      memoryBytes: s.ready.memoryBytes,
+      ending: false,
+    };
+    this.slots[index] = fresh;
+    this.listen(fresh);
+    this.logger?.info(
+      { event: "policy_worker_replaced", revision: this.revision, thread_id: s.worker.threadId, from },
+      "policy evaluation worker replaced",
+    );
+    this.dispatch();
+  }
+
+  private respawn(index: number, attempt: number): void {
+    spawn(this.init).then(
+      (s) => {
+        if (this.closed) void s.worker.terminate();
+        else this.install(index, s, "a new thread");
+      },
+      (err: unknown) => {
+        this.logger?.error(
+          {
+            event: "policy_worker_replaced",
+            revision: this.revision,
+            attempt,
+            error: (err as Error).message,
+          },
+          "cannot start a replacement policy worker; retrying",
+        );
+        const t = setTimeout(
+          () => {
+            if (!this.closed) this.respawn(index, attempt + 1);
+          },
+          Math.min(30_000, 250 * 2 ** attempt),
+        );
+        t.unref();
+      },
+    );
+  }
+
+  /**
+   * Once a worker had to be replaced (a slow path, a crash), keep one loaded worker in reserve, so that the next
+   * replacement is immediate instead of loading the data again while a client keeps selecting slow paths.
+   */
+  private keepSpare(): void {
+    if (this.closed || this.spare || this.sparing) return;
+    this.sparing = spawn(this.init).then(
+      (s) => {
+        this.sparing = undefined;
+        if (this.closed) void s.worker.terminate();
+        else this.spare = s;
+      },
+      () => {
+        this.sparing = undefined; // the next replacement spawns directly (and logs why it fails)
+      },
+    );
+  }
+}
+
+type Spawned = { worker: Worker; ready: Extract<WorkerMessage, { type: "ready" }> };
+
+/** Start one worker and wait for its "ready"; rejects with PolicyLoadError. */
+function spawn(init: WorkerInit): Promise<Spawned> {
+  return new Promise((resolve, reject) => {
+    let worker: Worker;
+    try {
+      worker = newWorker(init);
+    } catch (err) {
+      reject(new PolicyLoadError(`cannot start a policy worker: ${(err as Error).message}`, { cause: err }));
+      return;
+    }
+    let lastError: Error | undefined;
+    const onMessage = (msg: WorkerMessage): void => {
+      if (msg.type === "ready") {
+        cleanup();
+        // An idle worker must not keep the process alive; a busy one does (see dispatch).
+        worker.unref();
+        resolve({ worker, ready: msg });
+      } else if (msg.type === "load_error") {
+        cleanup();
+        void worker.terminate();
+        const opts: { file?: string; line?: number } = {};
+        if (msg.file !== undefined) opts.file = msg.file;
+        if (msg.line !== undefined) opts.line = msg.line;
+        reject(new PolicyLoadError(msg.message, opts));
+      }
+    };
+    const onError = (err: Error): void => {
+      lastError = err;
+    };
+    const onExit = (code: number): void => {
+      cleanup();
+      const why = lastError ? `: ${lastError.message.split("\n")[0]}` : "";
+      reject(
+        new PolicyLoadError(`policy worker exited while loading (exit code ${code})${why}`, {
+          cause: lastError,
+        }),
+      );
+    };
+    const cleanup = (): void => {
+      worker.off("message", onMessage);
+      worker.off("error", onError);
+      worker.off("exit", onExit);
+    };
+    worker.on("message", onMessage);
+    worker.on("error", onError);
+    worker.on("exit", onExit);
+  });
+}
+
+/** Refuse a data document above the ceiling before any worker copies it. Throws PolicyLoadError. */
+export function checkDataSize(bytes: number, maxBytes: number, what: string): void {
+  if (bytes > maxBytes) {
+    throw new PolicyLoadError(`${what} is ${mib(bytes)}; policy.max_data_bytes is ${mib(maxBytes)}`);
+  }
+}

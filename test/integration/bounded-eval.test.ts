@@ -1,0 +1,118 @@
+/**
+ * One policy path must never stall other logins, end to end: a real nats-server in config mode, the service
+ * in-process with the policy engine as `serve` wires it (createPolicyEngine with the default evaluation pool
+ * and deadline), a policy with hostile paths selected by the user name (test/fixtures/policies/hostile), and
+ * real nats.js clients. One client keeps logging in as "slow" (a quadratic comprehension that runs for
+ * seconds) and "pad" (sprintf of a 300 MB string) while other clients keep logging in: every hostile login is
+ * refused with policy_timeout (or policy_eval_error when the worker runs out of memory first), every other
+ * login succeeds, 0 failures. Nothing asserts speed: the hostile paths run far past the 500 ms deadline.
+ */
+import { describe, it, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect } from "@nats-io/transport-node";
+import { createPolicyEngine, type PolicyEngineHandle } from "../../src/policy/index.js";
+import { startCallout, type CalloutService, type ResultEvent } from "../../src/service.js";
+import { until } from "../helpers/clients.js";
+import { configModeSetup, serverMatrix, startNatsServer, type NatsServer } from "../helpers/nats-server.js";
+import { FIXTURES, OPA_BIN, skipWithoutOpa } from "../helpers/opa.js";
+
+const PASSWORD = "ok-password-1";
+
+for (const sb of serverMatrix()) {
+  describe(
+    `bounded evaluation against nats-server ${sb.label} ${sb.version}`,
+    { skip: sb.missing ? `nats-server ${sb.label} not found at ${sb.bin}` : skipWithoutOpa },
+    () => {
+      let dir: string;
+      let server: NatsServer;
+      let engine: PolicyEngineHandle;
+      let svc: CalloutService;
+      const results: ResultEvent[] = [];
+
+      before(async () => {
+        dir = mkdtempSync(join(tmpdir(), "bounded-eval-"));
+        cpSync(join(FIXTURES, "hostile"), dir, { recursive: true });
+        writeFileSync(join(dir, "data.json"), JSON.stringify({ password: PASSWORD }));
+        const cm = configModeSetup();
+        server = await startNatsServer({ bin: sb.bin, config: cm.config });
+        engine = await createPolicyEngine({ dir, opaBin: OPA_BIN ?? "opa", watch: false });
+        svc = await startCallout({
+          config: {
+            mode: "config",
+            nats: { servers: server.url, user: cm.callout.user, password: cm.callout.password },
+            issuer: { seed: cm.issuer.seed },
+            accounts: ["APP"],
+            log: { level: "silent" },
+          },
+          handler: engine.handler,
+          onResult: (e) => results.push(e),
+        });
+      });
+      after(async () => {
+        await svc?.stop();
+        await engine?.close();
+        await server?.stop();
+        rmSync(dir, { recursive: true, force: true });
+      });
+
+      const login = async (user: string, pass: string): Promise<"ok" | string> => {
+        try {
+          const nc = await connect({
+            servers: server.url,
+            name: `${user}-${results.length}`,
+            user,
+            pass,
+            reconnect: false,
+          });
+          await nc.close();
+          return "ok";
+        } catch (err) {
+          return (err as Error).message;
+        }
+      };
+
+      it("one client on hostile paths, the others keep logging in with 0 failures", async () => {
+        const hostile: string[] = [];
+        let attacking = true;
+        const attacker = (async () => {
+          try {
+            for (const user of ["slow", "pad", "slow", "slow"]) hostile.push(await login(user, "x"));
+          } finally {
+            attacking = false;
+          }
+        })();
+        const others: string[] = [];
+        // Two other clients, each logging in again and again while the attacker runs (at least 10 times each).
+        await Promise.all(
+          [0, 1].map(async (k) => {
+            for (let i = 0; attacking || i < 10; i++) others.push(await login(`ok-${k}-${i}`, PASSWORD));
+          }),
+        );
+        await attacker;
+        const failed = others.filter((o) => o !== "ok");
+        assert.deepEqual(failed, [], `every other login succeeds (${others.length} tried)`);
+        assert.equal(hostile.length, 4);
+        for (const h of hostile) assert.match(h, /authorization violation/i);
+
+        await until(
+          () =>
+            results.filter((r) => r.result.request?.connect_opts.user !== undefined).length >=
+            others.length + 4,
+          "the service's result for every login",
+        );
+        const hostileCodes = results
+          .filter((r) => ["slow", "pad"].includes(r.result.request?.connect_opts.user ?? ""))
+          .map((r) => (r.result.outcome.kind === "allow" ? "allow" : r.result.outcome.code));
+        assert.equal(hostileCodes.length, 4);
+        for (const c of hostileCodes) assert.match(c, /^policy_(timeout|eval_error)$/);
+        assert.ok(hostileCodes.filter((c) => c === "policy_timeout").length >= 3, hostileCodes.join(","));
+        const pool = engine.store.current().policy;
+        await until(() => pool.stats().ready === pool.stats().workers, "the pool back at full strength");
+        assert.equal(await login("ok-after", PASSWORD), "ok");
+      });
+    },
+  );
+}
