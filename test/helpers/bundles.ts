@@ -37,6 +37,8 @@ export interface OpaBundleOptions {
   revision?: string;
   signing?: { alg: string; key: string; claims?: object };
   extraFiles?: Record<string, string>;
+  /** false: a Rego bundle (no policy.wasm), as OPA bundle servers usually serve. Default true. */
+  wasm?: boolean;
 }
 
 /** Build a wasm bundle of a fixture directory with the real opa (bundle mode, so it can be signed). */
@@ -48,8 +50,11 @@ export function opaBundle(o: OpaBundleOptions = {}): Buffer {
   for (const [n, c] of Object.entries(o.extraFiles ?? {})) writeFileSync(path.join(dir, n), c);
   const work = tmpDir("bundle-out-");
   const out = path.join(work, "bundle.tar.gz");
-  const args = ["build", "-b", "-t", "wasm", "--capabilities", CAPABILITIES];
-  for (const e of o.entrypoints ?? ["nats/authz/decision"]) args.push("-e", e);
+  const args = ["build", "-b"];
+  if (o.wasm !== false) {
+    args.push("-t", "wasm", "--capabilities", CAPABILITIES);
+    for (const e of o.entrypoints ?? ["nats/authz/decision"]) args.push("-e", e);
+  }
   if (o.revision !== undefined) args.push("-r", o.revision);
   if (o.signing) {
     args.push("--signing-alg", o.signing.alg, "--signing-key", o.signing.key);

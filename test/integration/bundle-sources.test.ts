@@ -148,6 +148,7 @@ describe(
       const policy = {
         bundle: path.join(work, "bundle.tar.gz"),
         watch: true,
+        opa_binary: OPA_BIN ?? "opa", // a Rego bundle is compiled on arrival
         source: {
           http: {
             url: bundles.url,
@@ -178,13 +179,26 @@ describe(
         assert.equal(await canLogin(ns.url, "bob"), true);
         assert.equal(await canLogin(ns.url, "alice"), false);
 
+        // A signed Rego bundle (no policy.wasm): compiled on arrival like a directory.
+        bundles.publish(
+          opaBundle({ data: dataWith("bob"), revision: "rev-3-rego", signing: sign, wasm: false }),
+        );
+        await until(
+          async () => (await status(svc!)).policy?.revision === "rev-3-rego",
+          "the Rego bundle serving",
+        ).catch(async (e: Error) => {
+          throw new Error(`${e.message}: ${JSON.stringify(await status(svc!))}`);
+        });
+        assert.equal(await canLogin(ns.url, "bob"), true);
+        assert.equal(await canLogin(ns.url, "alice"), false);
+
         bundles.publish(tampered);
         await until(
           async () =>
             /data\.json: digest mismatch/.test(String((await status(svc!)).policy_source?.last_error)),
           "the tampered bundle refused",
         );
-        assert.equal((await status(svc)).policy?.revision, "rev-2");
+        assert.equal((await status(svc)).policy?.revision, "rev-3-rego");
         assert.equal(
           await canLogin(ns.url, "alice"),
           false,
@@ -209,7 +223,7 @@ describe(
           async () => /smoke evaluation/.test(JSON.stringify((await status(svc!)).policy)),
           "the broken revision refused by the watcher",
         );
-        assert.equal((await status(svc)).policy?.revision, "rev-2");
+        assert.equal((await status(svc)).policy?.revision, "rev-3-rego");
         assert.equal(await canLogin(ns.url, "bob"), true);
 
         // Restart while the bundle server is down: policy.bundle holds the broken bundle; the last good copy serves.
@@ -218,7 +232,7 @@ describe(
         await bundles.stop();
         svc = await startOurs(common);
         const st = await status(svc);
-        assert.equal(st.policy?.revision, "rev-2");
+        assert.equal(st.policy?.revision, "rev-3-rego");
         assert.ok(Number(st.policy_source?.consecutive_failures) >= 1);
         assert.equal(await canLogin(ns.url, "bob"), true);
         const metrics = await (await fetch(`${svc.http}/metrics`)).text();
