@@ -17,6 +17,7 @@ Commands:
   init      generate keys, a nats-server config and a service config
   check     compile and validate a policy, run its decision cases
   eval      dry run: replay a decision-log event, request JWT or input document offline
+  bundle    build a (signed) wasm bundle, or push it to a NATS Object Store object services watch
   version   print the version
 
 Run "nats-opa-callout <command> --help" for a command's options and examples.
@@ -26,6 +27,7 @@ Examples:
   nats-opa-callout check --policy-dir ./policies --cases ./policies/cases
   nats-opa-callout serve --config ./deploy/service.yaml --log-format pretty
   nats-opa-callout eval --policy-dir ./policies --event decision.json
+  nats-opa-callout bundle push --policy-dir ./policies --bucket policy --creds ./policy-admin.creds
 
 ${EXIT_CODES_HELP}
 `;
@@ -52,6 +54,8 @@ export async function main(argv: string[]): Promise<number> {
       return (await import("./cli/check.js")).checkCommand(rest);
     case "eval":
       return (await import("./cli/eval.js")).evalCommand(rest);
+    case "bundle":
+      return (await import("./cli/bundle.js")).bundleCommand(rest);
     default:
       throw new UsageError(`unknown command "${cmd}"`);
   }

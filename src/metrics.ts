@@ -56,6 +56,8 @@ export interface MetricsState {
   inFlight?: () => number;
   queueDepth?: () => number;
   wasmMemoryBytes?: () => number | undefined;
+  /** The remote bundle source (policy.source), when one is configured. */
+  policySource?: () => { kind: string; consecutive_failures: number; last_success?: string } | undefined;
 }
 
 export interface CalloutMetricsOptions {
@@ -108,6 +110,8 @@ export class CalloutMetrics {
   readonly wasmMemory: Gauge;
   readonly decisionLogDropped: Counter<"reason">;
   readonly buildInfo: Gauge<"version" | "node">;
+  readonly sourceFailures: Gauge<"source">;
+  readonly sourceLastSuccess: Gauge<"source">;
 
   private state: MetricsState = {};
   private readonly accounts: ReadonlySet<string>;
@@ -177,6 +181,16 @@ export class CalloutMetrics {
       "node",
     ]);
     this.buildInfo.set({ version: opts.version ?? "unknown", node: process.versions.node }, 1);
+    this.sourceFailures = r.gauge(
+      `${P}_policy_source_consecutive_failures`,
+      "Failed downloads in a row from the remote bundle source (policy.source; 0 = healthy). The last good bundle keeps serving meanwhile.",
+      ["source"],
+    );
+    this.sourceLastSuccess = r.gauge(
+      `${P}_policy_source_last_success_timestamp_seconds`,
+      "Unix time the remote bundle source last answered successfully (0 = never).",
+      ["source"],
+    );
 
     // Unlabelled series exist from the start (0), so a dashboard sees them before the first event.
     for (const g of [this.lastReloadSuccess, this.lastReloadFailure, this.inFlight, this.queueDepth])
@@ -199,6 +213,12 @@ export class CalloutMetrics {
     if (s.queueDepth) this.queueDepth.set(s.queueDepth());
     const mem = s.wasmMemoryBytes?.();
     if (mem !== undefined) this.wasmMemory.set(mem);
+    const src = s.policySource?.();
+    if (src !== undefined) {
+      this.sourceFailures.set({ source: src.kind }, src.consecutive_failures);
+      const at = src.last_success !== undefined ? Date.parse(src.last_success) / 1000 : 0;
+      this.sourceLastSuccess.set({ source: src.kind }, at);
+    }
   }
 
   /** Distinct `code` label values seen; beyond MAX_CODES new ones are counted as "other". */

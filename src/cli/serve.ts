@@ -19,6 +19,7 @@ import { startCallout, type CalloutService, type ResultEvent } from "../service.
 import { EXIT, EXIT_CODES_HELP, UsageError, asUsage, err, packageVersion } from "./common.js";
 import { ENV_OVERRIDES, FLAG_OVERRIDES } from "./flags.js";
 import { openPolicy, type PolicyHandle } from "./policy.js";
+import { startPolicySource, type PolicySourceHandle } from "../policy/sources/index.js";
 import { decisionRecordFromResult, decisionSampleFromResult } from "./result.js";
 import { ReopenableFile } from "./logfile.js";
 
@@ -154,6 +155,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   });
   let service: CalloutService | undefined;
   let policy: PolicyHandle | undefined;
+  let source: PolicySourceHandle | undefined;
   let phase: "starting" | "serving" | "stopping" = "starting";
   const readiness = (): Readiness => {
     const reasons: string[] = [];
@@ -171,6 +173,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     inFlight: () => service?.status().inFlight ?? 0,
     queueDepth: () => service?.status().queued ?? 0,
     wasmMemoryBytes: () => policy?.status().memoryBytes,
+    policySource: () => source?.status(),
   });
   let http: HttpServer | undefined;
   if (cfg.metrics.listen) {
@@ -186,6 +189,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
           crypto: CRYPTO_BACKEND,
           phase,
           policy: policy?.status() ?? null,
+          ...(source !== undefined ? { policy_source: source.status() } : {}),
           service: service?.status() ?? null,
         }),
       });
@@ -235,6 +239,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
 
   const closeAll = async () => {
     closing = true;
+    await source?.stop().catch(() => {});
     await policy?.close().catch(() => {});
     await http?.close().catch(() => {});
     await decisionFile?.end();
@@ -242,11 +247,28 @@ export async function serveCommand(argv: string[]): Promise<number> {
   };
 
   // 3. Policy: fail fast (exit 3) when the first load fails; later failures keep the last good revision.
+  //    A remote source (policy.source) first brings policy.bundle up to date (or keeps the last good copy).
   try {
-    policy = await openPolicy(policyCfg, {
-      logger, // createPolicyEngine logs every reload (info on success, error with file:line on failure)
-      onReload: (ev) => metrics.observeReload(ev.ok, ev.revision, ev.at),
-    });
+    source = await startPolicySource(policyCfg, cfg.nats, logger);
+    const open = () =>
+      openPolicy(policyCfg, {
+        logger, // createPolicyEngine logs every reload (info on success, error with file:line on failure)
+        onReload: (ev) => {
+          metrics.observeReload(ev.ok, ev.revision, ev.at);
+          if (ev.ok && ev.revision !== undefined) void source?.rememberActivated(ev.revision);
+        },
+      });
+    try {
+      policy = await open();
+    } catch (e) {
+      // A downloaded bundle that passed its signature check may still fail to load: serve the last activated copy.
+      if (!(e instanceof PolicyLoadError) || !(await source?.restoreLastGood())) throw e;
+      logger.warn(
+        { code: e.code, error: e.message },
+        "policy.bundle failed to load; serving the last good copy kept from the previous activation",
+      );
+      policy = await open();
+    }
     // policy.mask_entrypoint: evaluated per event on the deciding snapshot, after the built-in secret masks; a
     // failing mask drops the event's input (counted as decision_log_dropped{reason="mask_error"}).
     decisionLog.setMask(policy.mask);

@@ -2,7 +2,9 @@
  * The `policy` section: policy.dir or policy.bundle (exactly one, or none for library use), entrypoints,
  * watch and poll.
  */
+import { resolve as resolvePath } from "node:path";
 import { checkFile } from "./paths.js";
+import { resolvePolicySource } from "./resolve-policy-source.js";
 import type { FieldReader, ResolvedPolicy, ResolveOptions } from "./types.js";
 
 const ENTRYPOINT = /^[A-Za-z_][A-Za-z0-9_]*(\/[A-Za-z_][A-Za-z0-9_]*)*$/;
@@ -31,7 +33,15 @@ export function resolvePolicy(r: FieldReader, options: ResolveOptions): Resolved
       maxMemoryMb: get<number>("policy.max_memory_mb"),
     };
     if (dir !== undefined) policy.dir = checkFile(dir, "policy.dir", baseDir, problems, true);
-    if (bundle !== undefined) policy.bundle = checkFile(bundle, "policy.bundle", baseDir, problems);
+    // A downloaded bundle (policy.source) need not exist yet: the first download writes it.
+    const downloaded =
+      values.get("policy.source.http.url") !== undefined ||
+      values.get("policy.source.object_store.bucket") !== undefined;
+    if (bundle !== undefined) {
+      policy.bundle = downloaded
+        ? resolvePath(baseDir, bundle)
+        : checkFile(bundle, "policy.bundle", baseDir, problems);
+    }
   } else if (options.requirePolicy) {
     problems.push({ field: "policy.dir", message: "required: policy.dir or policy.bundle" });
   } else {
@@ -61,5 +71,8 @@ export function resolvePolicy(r: FieldReader, options: ResolveOptions): Resolved
     }
   }
 
+  const { source, signing } = resolvePolicySource(r, { ...(policy ?? {}) });
+  if (policy !== undefined && source !== undefined) policy.source = source;
+  if (policy !== undefined && signing !== undefined) policy.signing = signing;
   return policy;
 }

@@ -326,6 +326,160 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
       "Wasm memory ceiling of each evaluation instance, MiB. Loaded data takes several times its JSON size; data that does not fit fails the reload, an evaluation that runs out fails with policy_eval_error.",
   },
   {
+    path: "policy.source.http.url",
+    type: "string",
+    kind: "string",
+    description:
+      "Download the bundle from an OPA bundle server (OPA's bundle service protocol: ETag polling, long polling) " +
+      "into policy.bundle, which then holds the last good copy across restarts. Needs policy.bundle.",
+  },
+  {
+    path: "policy.source.http.token_file",
+    type: "path",
+    kind: "string",
+    description: "File holding a bearer token sent as Authorization: Bearer … (never logged).",
+  },
+  {
+    path: "policy.source.http.ca_file",
+    type: "path",
+    kind: "string",
+    description: "PEM CA bundle to verify the bundle server with (default: the system CAs).",
+  },
+  {
+    path: "policy.source.http.cert_file",
+    type: "path",
+    kind: "string",
+    description: "PEM client certificate for mutual TLS (with policy.source.http.key_file).",
+  },
+  {
+    path: "policy.source.http.key_file",
+    type: "path",
+    kind: "string",
+    description: "PEM private key of policy.source.http.cert_file.",
+  },
+  {
+    path: "policy.source.http.min_delay_seconds",
+    type: "integer",
+    kind: "integer",
+    default: 60,
+    min: 1,
+    max: 86_400,
+    description:
+      "Polling: the shortest random wait between two downloads (as OPA's polling.min_delay_seconds).",
+  },
+  {
+    path: "policy.source.http.max_delay_seconds",
+    type: "integer",
+    kind: "integer",
+    default: 120,
+    min: 1,
+    max: 86_400,
+    description: "Polling: the longest random wait between two downloads, and the cap of the retry backoff.",
+  },
+  {
+    path: "policy.source.http.long_polling_timeout_seconds",
+    type: "integer",
+    kind: "integer",
+    default: 0,
+    min: 0,
+    max: 3_600,
+    description:
+      "Ask the server to hold each request up to this long (Prefer: wait=N) and answer as soon as the bundle changes; " +
+      "servers without long polling are polled. 0 = plain polling.",
+  },
+  {
+    path: "policy.source.object_store.bucket",
+    type: "string",
+    kind: "string",
+    description:
+      "Watch a bundle in this NATS Object Store bucket (with policy.source.object_store.name); each new version is " +
+      "written to policy.bundle and activated. Needs policy.bundle.",
+  },
+  {
+    path: "policy.source.object_store.name",
+    type: "string",
+    kind: "string",
+    default: "bundle.tar.gz",
+    description: "The object holding the bundle.",
+  },
+  {
+    path: "policy.source.object_store.servers",
+    type: "string | string[]",
+    kind: "strings",
+    description: "NATS servers for the Object Store connection (default: nats.servers).",
+  },
+  {
+    path: "policy.source.object_store.creds_file",
+    type: "path",
+    kind: "string",
+    description:
+      "Creds of a user allowed to read the bucket (the callout user may only answer auth requests). " +
+      "Alternative: policy.source.object_store.user + password.",
+  },
+  {
+    path: "policy.source.object_store.user",
+    type: "string",
+    kind: "string",
+    description: "User allowed to read the bucket (with policy.source.object_store.password).",
+  },
+  {
+    path: "policy.source.object_store.password",
+    type: "string",
+    kind: "string",
+    secret: true,
+    description: "Password of policy.source.object_store.user.",
+  },
+  {
+    path: "policy.signing.key_file",
+    type: "path",
+    kind: "string",
+    description:
+      "Require signed bundles from policy.source: the PEM public key or certificate (RS*, PS*, ES*) or the shared " +
+      "secret (HS*) that verifies .signatures.json, as OPA verifies it. Unsigned or tampered bundles are refused.",
+  },
+  {
+    path: "policy.signing.algorithm",
+    type: '"RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" | "ES256" | "ES384" | "ES512" | "HS256" | "HS384" | "HS512"',
+    kind: "enum",
+    values: [
+      "RS256",
+      "RS384",
+      "RS512",
+      "PS256",
+      "PS384",
+      "PS512",
+      "ES256",
+      "ES384",
+      "ES512",
+      "HS256",
+      "HS384",
+      "HS512",
+    ],
+    default: "RS256",
+    description: "The only algorithm accepted for policy.signing.key_file.",
+  },
+  {
+    path: "policy.signing.key_id",
+    type: "string",
+    kind: "string",
+    default: "default",
+    description:
+      'Key id of policy.signing.key_file (opa build signs with kid "default" unless told otherwise).',
+  },
+  {
+    path: "policy.signing.scope",
+    type: "string",
+    kind: "string",
+    description: "Expected signature scope (as OPA's signing.scope); unset = no scope.",
+  },
+  {
+    path: "policy.signing.exclude_files",
+    type: "string[]",
+    kind: "strings",
+    default: [],
+    description: "Globs (Go filepath.Match) of bundle files the signature does not cover.",
+  },
+  {
     path: "log.level",
     type: LOG_LEVELS.map((l) => `"${l}"`).join(" | "),
     kind: "enum",

@@ -63,6 +63,33 @@ export interface ServiceConfig {
     eval_timeout_ms?: number;
     max_data_bytes?: number;
     max_memory_mb?: number;
+    source?: {
+      http?: {
+        url?: string;
+        token_file?: string;
+        ca_file?: string;
+        cert_file?: string;
+        key_file?: string;
+        min_delay_seconds?: number;
+        max_delay_seconds?: number;
+        long_polling_timeout_seconds?: number;
+      };
+      object_store?: {
+        bucket?: string;
+        name?: string;
+        servers?: string | string[];
+        creds_file?: string;
+        user?: string;
+        password?: string;
+      };
+    };
+    signing?: {
+      key_file?: string;
+      algorithm?: string;
+      key_id?: string;
+      scope?: string;
+      exclude_files?: string[];
+    };
   };
   log?: { level?: LogLevel; format?: LogFormat };
   decision_log?: { destination?: string };
@@ -139,9 +166,45 @@ export interface ResolvedAccount {
   signingKey?: ResolvedKey;
 }
 
+/** Where policy.bundle comes from when it is downloaded (policy.source.*). */
+export type ResolvedPolicySource =
+  | {
+      kind: "http";
+      url: string;
+      token?: Secret;
+      tls?: { ca?: string; cert?: string; key?: Secret };
+      minDelaySeconds: number;
+      maxDelaySeconds: number;
+      longPollSeconds: number;
+    }
+  | {
+      kind: "object_store";
+      bucket: string;
+      name: string;
+      /** Servers for the Object Store connection; undefined = nats.servers. */
+      servers?: string[];
+      auth:
+        | { kind: "creds"; creds: Secret }
+        | { kind: "user"; user: string; password: Secret }
+        | { kind: "none" };
+    };
+
+/** Bundle signature verification (policy.signing.*). */
+export interface ResolvedSigning {
+  algorithm: string;
+  key: Secret;
+  keyId: string;
+  scope?: string;
+  excludeFiles: string[];
+}
+
 export interface ResolvedPolicy {
   dir?: string;
   bundle?: string;
+  /** Download policy.bundle from here (the file keeps the last good copy). */
+  source?: ResolvedPolicySource;
+  /** Require bundles from the source to be signed. */
+  signing?: ResolvedSigning;
   entrypoint: string;
   /** Decision-log mask entrypoint (policy.mask_entrypoint), when set. */
   maskEntrypoint?: string;

@@ -16,7 +16,13 @@ import { PolicyLoadError } from "../errors.js";
 import { faultText, mib } from "./faults.js";
 import { POOL_DEFAULTS } from "./limits.js";
 import { checkDataSize } from "./pool.js";
-import { mergeData, takeSnapshot, type PolicySnapshot, type SnapshotOptions } from "./snapshot.js";
+import {
+  mergeData,
+  snapshotFromBundle,
+  takeSnapshot,
+  type PolicySnapshot,
+  type SnapshotOptions,
+} from "./snapshot.js";
 import { TarError, readTarGz } from "./tar.js";
 import { wasmApi, type WasmModule } from "./wasm.js";
 
@@ -98,6 +104,11 @@ export interface BuildOptions {
   /** The opa binary (default "opa" on PATH). */
   opaBin?: string;
   timeoutMs?: number;
+  /**
+   * Sign the bundle (`opa build --bundle --signing-key`): a PEM private key file (RS*, PS*, ES*) or, for HS*, the
+   * shared secret itself (opa takes it on its command line: prefer asymmetric keys on shared build hosts).
+   */
+  signing?: { algorithm: string; key: string };
 }
 
 /** First "file:line" an opa error message names (paths are relative to the policy directory). */
@@ -125,6 +136,8 @@ export async function buildBundle(snapshot: PolicySnapshot, opts: BuildOptions):
     }
     const out = path.join(work, "bundle.tar.gz");
     const args = ["build", "-t", "wasm"];
+    if (opts.signing)
+      args.push("--bundle", "--signing-alg", opts.signing.algorithm, "--signing-key", opts.signing.key);
     for (const ep of opts.entrypoints) args.push("-e", ep);
     const caps = opts.capabilities ?? defaultCapabilitiesPath();
     if (caps) args.push("--capabilities", path.resolve(caps));
@@ -191,6 +204,29 @@ function sha16(b: Uint8Array): string {
  * say "unchanged" (same content hash) and skip `opa build` when only data files changed.
  * Not re-entrant: the watcher serialises calls.
  */
+/**
+ * A bundle without `/policy.wasm` (a Rego bundle, as OPA bundle servers serve them) as a snapshot to compile on
+ * arrival like a directory; undefined for a wasm bundle (or anything that is not a readable archive: readBundle
+ * reports that).
+ */
+function regoBundleSnapshot(gz: Buffer, label: string): PolicySnapshot | undefined {
+  let files: Map<string, Buffer>;
+  try {
+    files = readTarGz(gz);
+  } catch {
+    return undefined;
+  }
+  if (files.has("/policy.wasm")) return undefined;
+  let revision: string | undefined;
+  try {
+    const m = JSON.parse(files.get("/.manifest")?.toString("utf8") ?? "{}") as { revision?: unknown };
+    if (typeof m.revision === "string") revision = m.revision;
+  } catch {
+    /* no usable manifest: the content hash names the revision */
+  }
+  return snapshotFromBundle(files, `Rego bundle ${path.basename(label)}`, revision);
+}
+
 export class PolicyLoader {
   private lastRevision: string | undefined;
   private lastRegoHash: string | undefined;
@@ -238,6 +274,8 @@ export class PolicyLoader {
     this.lastAttempted = current.revision;
     const maxData = this.opts.maxDataBytes ?? POOL_DEFAULTS.maxDataBytes;
     if (current.bundle) {
+      const rego = regoBundleSnapshot(current.bundle, this.source.bundle ?? "bundle");
+      if (rego !== undefined) return this.loadSnapshot(rego, maxData, current.revision);
       const bundle = readBundle(current.bundle, this.opts.entrypoints);
       checkDataSize(bundle.dataJson.byteLength, maxData, "the bundle's data.json");
       const module = await compileModule(bundle.wasm);
@@ -252,7 +290,19 @@ export class PolicyLoader {
         },
       };
     }
-    const snapshot = current.snapshot as PolicySnapshot;
+    return this.loadSnapshot(current.snapshot as PolicySnapshot, maxData);
+  }
+
+  /**
+   * Compile a snapshot (a directory, or a Rego bundle's files) and prepare its data, reusing an unchanged module.
+   * `sourceRevision` is what currentRevision() reports for the source (a bundle file's content hash), recorded on
+   * commit so an unchanged file is not rebuilt; it defaults to the snapshot's revision.
+   */
+  private async loadSnapshot(
+    snapshot: PolicySnapshot,
+    maxData: number,
+    sourceRevision = snapshot.revision,
+  ): Promise<LoadedPolicy & { commit: () => void }> {
     const dataFiles = snapshot.files.filter((f) => f.kind === "data");
     const rawBytes = dataFiles.reduce((n, f) => n + f.content.byteLength, 0);
     checkDataSize(rawBytes, maxData, dataDescription(dataFiles));
@@ -265,7 +315,7 @@ export class PolicyLoader {
         revision: snapshot.revision,
         compiled: false,
         commit: () => {
-          this.lastRevision = snapshot.revision;
+          this.lastRevision = sourceRevision;
         },
       };
     }
@@ -278,7 +328,7 @@ export class PolicyLoader {
       revision: snapshot.revision,
       compiled: true,
       commit: () => {
-        this.lastRevision = snapshot.revision;
+        this.lastRevision = sourceRevision;
         this.lastRegoHash = snapshot.regoHash;
         this.lastModule = module;
       },

@@ -84,6 +84,33 @@ function hashFiles(files: readonly SnapshotFile[]): string {
   return sha256(lines);
 }
 
+/**
+ * A snapshot of a Rego bundle's files (an OPA bundle without policy.wasm, e.g. from a bundle server): its `.rego`
+ * (not `*_test.rego`) and `data.json`/`data.yaml`/`data.yml` files, under their bundle paths, compiled like a
+ * directory. `revision` is the bundle manifest's revision when it has one. Throws PolicyLoadError without Rego.
+ */
+export function snapshotFromBundle(
+  files: ReadonlyMap<string, Buffer>,
+  label: string,
+  manifestRevision?: string,
+): PolicySnapshot {
+  const out: SnapshotFile[] = [];
+  for (const [name, content] of files) {
+    const rel = name.replace(/^\/+/, "");
+    const kind = isPolicyFile(rel.slice(rel.lastIndexOf("/") + 1), {});
+    if (kind !== undefined) out.push({ rel, content, kind });
+  }
+  out.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+  const rego = out.filter((f) => f.kind === "rego");
+  if (rego.length === 0) throw new PolicyLoadError(`${label} has neither policy.wasm nor .rego files`);
+  return {
+    dir: label,
+    files: out,
+    revision: manifestRevision || hashFiles(out).slice(0, 16),
+    regoHash: hashFiles(rego),
+  };
+}
+
 export async function takeSnapshot(dir: string, opts: SnapshotOptions = {}): Promise<PolicySnapshot> {
   const files: SnapshotFile[] = [];
   try {

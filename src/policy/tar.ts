@@ -1,45 +1,37 @@
 /**
- * A minimal reader for the tar.gz bundles `opa build` writes: gunzip (bounded) + ustar entries,
- * with PAX (`x`) and GNU long-name (`L`) headers. Regular files only; everything else is skipped.
+ * Reads the tar.gz bundles `opa build` writes (and any OPA bundle server serves) with node-tar, the archive
+ * library npm itself uses. We only bound and police what comes out:
+ *
+ * - gunzip is bounded (`maxBytes`, default 512 MiB) so a small download cannot expand without limit;
+ * - regular files only; directories are skipped; links, devices and FIFOs are refused (a bundle has no use for
+ *   them, and following one could read outside the archive);
+ * - member names are normalised to one leading "/" (opa writes "/policy.wasm"; other tools write "policy.wasm")
+ *   and must not contain "." or ".." segments, NUL or backslashes;
+ * - a name that appears twice is refused (which copy a loader saw would otherwise depend on the reader);
+ * - a truncated or corrupt archive is refused (strict parsing), never half-read.
+ *
+ * Errors are TarError with a message naming the member, never its content.
  */
 import { gunzipSync } from "node:zlib";
+import { Parser, type ReadEntry } from "tar";
 
 export class TarError extends Error {}
 
-const BLOCK = 512;
+const REGULAR = new Set(["File", "OldFile", "ContiguousFile"]);
+const SKIPPED = new Set(["Directory", "GlobalExtendedHeader", "ExtendedHeader", "NextFileHasLongPath"]);
 
-function cstr(buf: Buffer, start: number, len: number): string {
-  const slice = buf.subarray(start, start + len);
-  const nul = slice.indexOf(0);
-  return slice.subarray(0, nul === -1 ? slice.length : nul).toString("utf8");
-}
-
-function octal(buf: Buffer, start: number, len: number): number {
-  const first = buf[start] ?? 0;
-  if (first & 0x80) throw new TarError("base-256 sizes are not supported");
-  const s = cstr(buf, start, len).trim();
-  if (s === "") return 0;
-  if (!/^[0-7]+$/.test(s)) throw new TarError("invalid octal field in tar header");
-  return parseInt(s, 8);
-}
-
-function paxPath(data: Buffer): string | undefined {
-  let off = 0;
-  let path: string | undefined;
-  while (off < data.length) {
-    const sp = data.indexOf(0x20, off);
-    if (sp === -1) break;
-    const len = parseInt(data.subarray(off, sp).toString("ascii"), 10);
-    if (!Number.isFinite(len) || len <= 0) throw new TarError("invalid PAX record");
-    const rec = data.subarray(sp + 1, off + len - 1).toString("utf8");
-    const eq = rec.indexOf("=");
-    if (eq !== -1 && rec.slice(0, eq) === "path") path = rec.slice(eq + 1);
-    off += len;
+/** "/a/b" for "a/b", "./a/b" or "/a/b"; throws on unsafe names. */
+export function normaliseMemberName(raw: string): string {
+  if (raw.includes("\0") || raw.includes("\\"))
+    throw new TarError(`unsafe member name ${JSON.stringify(raw)}`);
+  const parts = raw.split("/").filter((p, i) => !(p === "" && i === 0) && !(p === "." && i === 0));
+  if (parts.length === 0 || parts.some((p) => p === "" || p === "." || p === "..")) {
+    throw new TarError(`unsafe member name ${JSON.stringify(raw)}`);
   }
-  return path;
+  return "/" + parts.join("/");
 }
 
-/** Regular files of a tar.gz, keyed by member name as written (opa build: "/policy.wasm", …). */
+/** Regular files of a tar.gz, keyed by normalised member name ("/policy.wasm", "/data.json", …). */
 export function readTarGz(gz: Uint8Array, maxBytes = 512 * 1024 * 1024): Map<string, Buffer> {
   let tar: Buffer;
   try {
@@ -48,40 +40,39 @@ export function readTarGz(gz: Uint8Array, maxBytes = 512 * 1024 * 1024): Map<str
     throw new TarError(`not a gzip stream or larger than ${maxBytes} bytes`, { cause: err });
   }
   const files = new Map<string, Buffer>();
-  let off = 0;
-  let longName: string | undefined;
-  while (off + BLOCK <= tar.length) {
-    const header = tar.subarray(off, off + BLOCK);
-    if (header.every((b) => b === 0)) break;
-    let sum = 0;
-    for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (header[i] as number);
-    if (sum !== octal(header, 148, 8)) throw new TarError("tar header checksum mismatch");
-    const size = octal(header, 124, 12);
-    const type = String.fromCharCode(header[156] ?? 0);
-    let name = cstr(header, 0, 100);
-    if (cstr(header, 257, 6) === "ustar") {
-      const prefix = cstr(header, 345, 155);
-      if (prefix) name = `${prefix}/${name}`;
-    }
-    const start = off + BLOCK;
-    const end = start + size;
-    if (end > tar.length) throw new TarError("truncated tar member");
-    const body = tar.subarray(start, end);
-    off = start + Math.ceil(size / BLOCK) * BLOCK;
-    if (type === "x") {
-      longName = paxPath(body) ?? longName;
-      continue;
-    }
-    if (type === "L") {
-      longName = cstr(body, 0, body.length);
-      continue;
-    }
-    if (type === "g") continue;
-    if (longName !== undefined) {
-      name = longName;
-      longName = undefined;
-    }
-    if (type === "0" || type === "\0") files.set(name, Buffer.from(body));
-  }
+  let failure: TarError | undefined;
+  const fail = (e: TarError): void => {
+    failure ??= e;
+  };
+  const parser = new Parser({
+    strict: true,
+    onwarn: (_code: string, message: string | Error) =>
+      fail(new TarError(`corrupt tar archive: ${message instanceof Error ? message.message : message}`)),
+    onReadEntry: (entry: ReadEntry) => {
+      if (SKIPPED.has(entry.type)) {
+        entry.resume();
+        return;
+      }
+      let name: string;
+      try {
+        if (!REGULAR.has(entry.type))
+          throw new TarError(`member ${JSON.stringify(entry.path)} is a ${entry.type}`);
+        name = normaliseMemberName(entry.path);
+        if (files.has(name)) throw new TarError(`member ${name} appears twice`);
+      } catch (err) {
+        fail(err as TarError);
+        entry.resume();
+        return;
+      }
+      const chunks: Buffer[] = [];
+      entry.on("data", (c: Buffer) => chunks.push(c));
+      entry.on("end", () => files.set(name, Buffer.concat(chunks)));
+    },
+  });
+  parser.on("error", (err: Error) => fail(new TarError(`corrupt tar archive: ${err.message}`)));
+  // node-tar parses a whole in-memory buffer synchronously: every entry has ended when end() returns.
+  parser.end(tar);
+  if (failure) throw failure;
+  if (files.size === 0) throw new TarError("the archive has no files");
   return files;
 }

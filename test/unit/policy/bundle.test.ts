@@ -4,6 +4,7 @@
  * and the loader's reuse of the compiled module when only data changed.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import {
   cpSync,
   mkdirSync,
@@ -341,5 +342,42 @@ describe("PolicyLoader", { skip: skipWithoutOpa }, () => {
     assert.equal(await loader.load(), undefined);
     writeFileSync(file, tarGz({ "/policy.wasm": Buffer.from("x") }));
     await assert.rejects(loader.load(), PolicyLoadError);
+  });
+
+  test("a Rego bundle (no policy.wasm, as OPA bundle servers serve them) is compiled on arrival like a directory", async () => {
+    const dir = tmpCopy();
+    writeFileSync(path.join(dir, "data.json"), JSON.stringify({ marker: { n: 1 } }));
+    const work = mkdtempSync(path.join(tmpdir(), "policy-rego-bundle-"));
+    tmpRoots.push(work);
+    const file = path.join(work, "bundle.tar.gz");
+    execFileSync(OPA_BIN!, ["build", "-b", "-r", "rego-rev-1", "-o", file, "."], { cwd: dir, stdio: "pipe" });
+    const files = readTarGz(readFileSync(file));
+    assert.ok(!files.has("/policy.wasm") && [...files.keys()].some((k) => k.endsWith(".rego")));
+    const loader = new PolicyLoader({ bundle: file }, buildOpts);
+    const loaded = await loader.load();
+    assert.ok(loaded);
+    assert.equal(loaded.revision, "rego-rev-1");
+    assert.equal(loaded.compiled, true);
+    assert.deepEqual(JSON.parse(loaded.data.toString()), { marker: { n: 1 } });
+    loaded.commit();
+    assert.equal(await loader.load(), undefined, "an unchanged Rego bundle is not rebuilt");
+    // A Rego bundle with a compile error is refused with the bundle's file and line.
+    writeFileSync(
+      file,
+      tarGz({
+        "/authz.rego": "package nats.authz\n\ndecision := {\n",
+        "/.manifest": JSON.stringify({ revision: "bad" }),
+      }),
+    );
+    await assert.rejects(
+      loader.load(),
+      loadErr((e) => assert.match(`${e.file}:${e.line} ${e.message}`, /authz\.rego/)),
+    );
+    // Neither wasm nor Rego: refused by name.
+    writeFileSync(file, tarGz({ "/data.json": "{}", "/.manifest": "{}" }));
+    await assert.rejects(
+      loader.load(),
+      loadErr((e) => assert.match(e.message, /neither policy\.wasm nor \.rego/)),
+    );
   });
 });
