@@ -30,6 +30,7 @@ export {
   type ResolvedKey,
   type ResolvedNats,
   type ResolvedPolicy,
+  type ResolvedRevocation,
   type SeedInput,
   type ServiceConfig,
 } from "./config/types.js";

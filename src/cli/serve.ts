@@ -17,6 +17,7 @@ import { createDecisionLog, type DecisionLog } from "../audit.js";
 import { CalloutMetrics } from "../metrics.js";
 import { startHttpServer, type HttpServer, type Readiness } from "../http.js";
 import { startCallout, type CalloutService, type ResultEvent } from "../service.js";
+import { startLiveRevocation, type LiveRevocationHandle } from "../live/index.js";
 import { EXIT, EXIT_CODES_HELP, UsageError, asUsage, err, packageVersion } from "./common.js";
 import { ENV_OVERRIDES, FLAG_OVERRIDES } from "./flags.js";
 import { openPolicy, type PolicyHandle } from "./policy.js";
@@ -155,6 +156,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   });
   let service: CalloutService | undefined;
   let policy: PolicyHandle | undefined;
+  let live: LiveRevocationHandle | undefined; // revocation.*: re-decides live connections on a new revision
   let phase: "starting" | "serving" | "stopping" = "starting";
   const readiness = (): Readiness => {
     const reasons: string[] = [];
@@ -188,6 +190,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
           phase,
           policy: policy?.status() ?? null,
           service: service?.status() ?? null,
+          ...(live ? { revocation: live.status() } : {}),
         }),
       });
     } catch (e) {
@@ -203,6 +206,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   }
 
   const closeAll = async () => {
+    await live?.close().catch(() => {});
     await policy?.close().catch(() => {});
     await http?.close().catch(() => {});
     if (stream) await new Promise<void>((r) => stream.end(() => r()));
@@ -213,7 +217,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
   try {
     policy = await openPolicy(policyCfg, {
       logger, // createPolicyEngine logs every reload (info on success, error with file:line on failure)
-      onReload: (ev) => metrics.observeReload(ev.ok, ev.revision, ev.at),
+      onReload: (ev) => {
+        metrics.observeReload(ev.ok, ev.revision, ev.at);
+        live?.onReload(ev.ok, ev.revision);
+      },
     });
     // policy.mask_entrypoint: evaluated per event on the deciding snapshot, after the built-in secret masks; a
     // failing mask drops the event's input (counted as decision_log_dropped{reason="mask_error"}).
@@ -232,7 +239,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
   }
 
   // 4. NATS.
+  live = await startLiveRevocation(cfg, { handler: policy.handler, logger, registry: metrics.registry });
   const onResult = (ev: ResultEvent) => {
+    live?.onResult(ev);
     metrics.observeDecision(decisionSampleFromResult(ev, policyCfg.entrypoint));
     if (ev.dropped) metrics.observeDropped(ev.dropped);
     else if (ev.result.error?.code === "request_expired") metrics.observeDropped("expired");
