@@ -225,6 +225,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     // policy.mask_entrypoint: evaluated per event on the deciding snapshot, after the built-in secret masks; a
     // failing mask drops the event's input (counted as decision_log_dropped{reason="mask_error"}).
     decisionLog.setMask(policy.mask);
+    live = await startLiveRevocation(cfg, { handler: policy.handler, logger, registry: metrics.registry });
     if (policyCfg.maskEntrypoint !== undefined) {
       logger.info({ mask_entrypoint: policyCfg.maskEntrypoint }, "decision log masked by the policy");
     }
@@ -239,7 +240,6 @@ export async function serveCommand(argv: string[]): Promise<number> {
   }
 
   // 4. NATS.
-  live = await startLiveRevocation(cfg, { handler: policy.handler, logger, registry: metrics.registry });
   const onResult = (ev: ResultEvent) => {
     live?.onResult(ev);
     metrics.observeDecision(decisionSampleFromResult(ev, policyCfg.entrypoint));
