@@ -358,7 +358,7 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
     min: 1,
     max: 10_000_000,
     description:
-      "Most live grants kept in memory (about 2.4 MB per 10k, see docs/operations.md); beyond it the oldest is forgotten (counted in nats_opa_callout_live_grants_evicted_total) and keeps its grant until its JWT expires.",
+      "Most live grants kept in memory (about 15 MB of heap per 10k, see docs/operations.md); beyond it the oldest is forgotten (counted in nats_opa_callout_live_grants_evicted_total) and keeps its grant until its JWT expires.",
   },
   {
     path: "revocation.concurrency",
