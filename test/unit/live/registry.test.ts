@@ -186,4 +186,26 @@ describe("LiveRevocation", () => {
     assert.deepEqual(kicked, ["NSERVER1/1", "NSERVER1/2"]);
     await rev.close();
   });
+
+  it("reevaluateAll re-decides entries the active revision already confirmed (time-dependent policies)", async () => {
+    let allow = true;
+    const { rev, kicked, evaluations } = setup(() =>
+      allow
+        ? { kind: "allow", grant: summary(), revision: "r1" }
+        : { kind: "deny", reason: "deny", revision: "r1" },
+    );
+    rev.record({
+      decisionId: "d1",
+      request: request(1),
+      issued: { ...summary(), issuer: "A", user_nkey: "U" },
+      revision: "r1",
+    });
+    await rev.onRevision("r1");
+    assert.equal(evaluations(), 0, "already confirmed by r1");
+    allow = false; // e.g. office hours ended
+    await rev.reevaluateAll();
+    assert.equal(evaluations(), 1);
+    assert.deepEqual(kicked, ["NSERVER1/1"]);
+    await rev.close();
+  });
 });
