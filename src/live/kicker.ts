@@ -67,6 +67,7 @@ export class TokenBucket {
   #tokens: number;
   #last: number;
   #chain: Promise<void> = Promise.resolve();
+  #closed = false;
 
   constructor(ratePerSecond: number, burst = Math.max(1, Math.ceil(ratePerSecond / 10))) {
     if (!(ratePerSecond > 0)) throw new RangeError("ratePerSecond must be > 0");
@@ -79,6 +80,7 @@ export class TokenBucket {
   take(): Promise<void> {
     const next = this.#chain.then(async () => {
       for (;;) {
+        if (this.#closed) return;
         const now = performance.now();
         this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#last) / 1000) * this.#rate);
         this.#last = now;
@@ -91,6 +93,11 @@ export class TokenBucket {
     });
     this.#chain = next;
     return next;
+  }
+
+  /** Every waiting and later take() resolves at once (shutdown: the callers check why). */
+  close(): void {
+    this.#closed = true;
   }
 }
 
@@ -141,6 +148,7 @@ export class Kicker {
   readonly #log: Logger;
   readonly #onKick: KickerOptions["onKick"];
   readonly #reported = new Set<KickFailure>();
+  #closing = false;
 
   private constructor(nc: NatsConnection, o: KickerOptions) {
     this.#nc = nc;
@@ -190,6 +198,7 @@ export class Kicker {
   /** Disconnect one client (paced). Never throws. */
   async kick(target: ConnectionKey): Promise<KickOutcome> {
     await this.#bucket.take();
+    if (this.#closing) return "failed"; // shutting down: not sent, not a fault worth a log line
     if (this.#nc.isClosed()) return this.#done("failed", "closed");
     try {
       const m = await this.#nc.request(KICK_SUBJECT(target.serverId), JSON.stringify({ cid: target.cid }), {
@@ -219,7 +228,10 @@ export class Kicker {
     return outcome;
   }
 
+  /** Stops sending: queued kicks return `failed` at once (unlogged), then the connection drains. */
   async close(): Promise<void> {
+    this.#closing = true;
+    this.#bucket.close();
     if (!this.#nc.isClosed()) await this.#nc.drain().catch(() => this.#nc.close().catch(() => {}));
   }
 }

@@ -233,6 +233,7 @@ export class LiveRevocation {
       outcome,
     };
     if (outcome === "failed") {
+      if (this.#closed) return; // shutting down: the kicker stopped sending
       // Try again on the next revision or periodic run (unless a newer login took the key).
       if (this.registry.get(g) === undefined) this.registry.add(g);
       this.#log.warn(fields, "live grant revoked but the kick failed");

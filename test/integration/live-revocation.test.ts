@@ -12,7 +12,15 @@ import { pino } from "pino";
 import { serverMatrix, type NatsServer } from "../helpers/nats-server.js";
 import { skipWithoutOpa } from "../helpers/opa.js";
 import { nextAsyncError, until } from "../helpers/clients.js";
-import { NO_KICK, startLiveStack, writeUsers, type LiveStack, type UserSpec } from "../helpers/live-stack.js";
+import { Kicker } from "../../src/live/kicker.js";
+import {
+  KICKER,
+  NO_KICK,
+  startLiveStack,
+  writeUsers,
+  type LiveStack,
+  type UserSpec,
+} from "../helpers/live-stack.js";
 
 interface Client {
   name: string;
@@ -124,6 +132,24 @@ for (const b of serverMatrix()) {
           // The registry now holds bob's new login and carol's confirmed one.
           assert.equal(kicks(stack).liveGrants, 2);
           await bob.nc.close();
+          await carol.nc.close();
+        });
+
+        it("the kicker: an unknown cid is gone; close() releases kicks still waiting for the rate limit", async () => {
+          const k = await Kicker.start({
+            connection: { servers: stack.servers[0]!.url, user: KICKER.user, pass: KICKER.password },
+            ratePerSecond: 1,
+          });
+          const carol = await client(stack.servers[0]!.url, "carol", "carol-pw");
+          const sid = carol.nc.info!.server_id;
+          assert.equal(await k.kick({ serverId: sid, cid: 999_999 }), "gone");
+          const waiting = [1, 2, 3].map((i) => k.kick({ serverId: sid, cid: 999_999 + i }));
+          await k.close();
+          assert.deepEqual(await within(Promise.all(waiting), "queued kicks to return"), [
+            "failed",
+            "failed",
+            "failed",
+          ]);
           await carol.nc.close();
         });
       });
