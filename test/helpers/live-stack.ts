@@ -3,7 +3,8 @@
  * two-server cluster) whose SYS account has a least-privilege kicker user (publish `$SYS.REQ.SERVER.*.KICK`,
  * subscribe `_INBOX.>`) and one without the KICK right; a policy directory (users with password, account and
  * pub/sub allow lists in data.json) compiled by the real opa and watched; the callout service; and
- * startLiveRevocation with the service's onResult and the store's reload events as hooks.
+ * startLiveRevocation with the service's onResult and the store's reload events as hooks. Operator mode: the
+ * kicker is a SYS-account user JWT (creds) with the same two permissions; clients present the sentinel creds.
  */
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,7 +14,21 @@ import { startCallout, type CalloutService, type ResultEvent } from "../../src/s
 import { resolveConfig, type ServiceConfig } from "../../src/config.js";
 import { startLiveRevocation, type LiveRevocationHandle } from "../../src/live/index.js";
 import type { Logger } from "../../src/log.js";
-import { configModeSetup, startNatsServer, type ConfigModeSetup, type NatsServer } from "./nats-server.js";
+import {
+  credsAuthenticator,
+  usernamePasswordAuthenticator,
+  type NodeConnectionOptions,
+} from "@nats-io/transport-node";
+import { encodeUser, fmtCreds } from "@nats-io/jwt";
+import { createUser, fromSeed } from "@nats-io/nkeys";
+import { KICK_PERMISSION } from "../../src/live/kicker.js";
+import {
+  configModeSetup,
+  operatorModeSetup,
+  startNatsServer,
+  type ConfigModeSetup,
+  type NatsServer,
+} from "./nats-server.js";
 import { OPA_BIN } from "./opa.js";
 import { freePort } from "./ports.js";
 
@@ -66,6 +81,8 @@ export interface LiveStack {
   live: LiveRevocationHandle;
   results: ResultEvent[];
   reloads: ReloadEvent[];
+  /** Connection options for a client logging in with user/password (operator mode: plus the sentinel creds). */
+  clientAuth(user: string, password: string): Partial<NodeConnectionOptions>;
   stop(): Promise<void>;
 }
 
@@ -79,11 +96,27 @@ export interface LiveStackOptions {
   rateMax?: number;
   logger?: Logger;
   expirySeconds?: number;
+  /** Operator mode (one server; the kicker is a SYS user JWT). */
+  operator?: boolean;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** A SYS-account user JWT allowed only to KICK and read the replies, as creds. */
+async function sysKickerCreds(sysSeed: string): Promise<string> {
+  const user = createUser();
+  const jwt = await encodeUser("revocation", user, fromSeed(enc.encode(sysSeed)), {
+    pub: { allow: [KICK_PERMISSION] },
+    sub: { allow: ["_INBOX.>"] },
+  });
+  return dec.decode(fmtCreds(jwt, user));
 }
 
 export async function startLiveStack(o: LiveStackOptions): Promise<LiveStack> {
   const cm = configModeSetup();
-  const base = withSysUsers(cm);
+  const op = o.operator ? await operatorModeSetup({ signingKeys: true }) : undefined;
+  const base = op ? op.config : withSysUsers(cm);
   const servers: NatsServer[] = [];
   const dir = mkdtempSync(join(tmpdir(), "live-policy-"));
   const cleanup: (() => Promise<void>)[] = [async () => rmSync(dir, { recursive: true, force: true })];
@@ -120,18 +153,42 @@ export async function startLiveStack(o: LiveStackOptions): Promise<LiveStack> {
     });
     cleanup.push(() => engine.close());
     const kicker = o.kicker ?? KICKER;
+    const url = servers[0]!.url;
+    let identity: ServiceConfig;
+    let revocationNats: NonNullable<NonNullable<ServiceConfig["revocation"]>["nats"]>;
+    if (op) {
+      writeFileSync(join(dir, "callout.creds"), op.calloutCreds, { mode: 0o600 });
+      writeFileSync(join(dir, "revocation.creds"), await sysKickerCreds(op.sys.signing.seed), {
+        mode: 0o600,
+      });
+      identity = {
+        mode: "operator",
+        nats: { servers: url, creds_file: join(dir, "callout.creds") },
+        callout_account: { public_key: op.auth.key.pub, seed: op.auth.signing.seed },
+        accounts: {
+          APP: { public_key: op.app.key.pub, signing_key_seed: op.app.signing.seed },
+          OPS: { public_key: op.ops.key.pub, signing_key_seed: op.ops.signing.seed },
+        },
+      };
+      revocationNats = { creds_file: join(dir, "revocation.creds") };
+    } else {
+      identity = {
+        mode: "config",
+        nats: { servers: url, user: cm.callout.user, password: cm.callout.password },
+        issuer: { seed: cm.issuer.seed },
+        accounts: ["APP", "OPS"],
+      };
+      revocationNats = { user: kicker.user, password: kicker.password };
+    }
     const input: ServiceConfig = {
-      mode: "config",
-      nats: { servers: servers[0]!.url, user: cm.callout.user, password: cm.callout.password },
-      issuer: { seed: cm.issuer.seed },
-      accounts: ["APP", "OPS"],
+      ...identity,
       log: { level: "warn" },
       ...(o.expirySeconds
         ? { expiry: { default_seconds: o.expirySeconds, max_seconds: o.expirySeconds } }
         : {}),
       revocation: {
         enabled: true,
-        nats: { user: kicker.user, password: kicker.password },
+        nats: revocationNats,
         rate_per_second: o.rateMax ?? 1000,
       },
     };
@@ -157,7 +214,16 @@ export async function startLiveStack(o: LiveStackOptions): Promise<LiveStack> {
       },
     });
     cleanup.push(() => svc.stop());
-    return { servers, dir, engine, svc, live, results, reloads, stop: stopAll };
+    const clientAuth = (user: string, password: string): Partial<NodeConnectionOptions> =>
+      op
+        ? {
+            authenticator: [
+              credsAuthenticator(enc.encode(op.sentinelCreds)),
+              usernamePasswordAuthenticator(user, password),
+            ],
+          }
+        : { user, pass: password };
+    return { servers, dir, engine, svc, live, results, reloads, clientAuth, stop: stopAll };
   } catch (e) {
     await stopAll();
     throw e;

@@ -1,5 +1,6 @@
 /**
- * Live revocation against real nats-servers (both matrix versions, config mode), the real opa and real nats.js
+ * Live revocation against real nats-servers (both matrix versions; config mode, and operator mode with a SYS user
+ * JWT as the kicker), the real opa and real nats.js
  * clients: a data edit re-decides the connections the service authorized; revoked ones are kicked through
  * `$SYS.REQ.SERVER.<id>.KICK` and reconnect through the callout (denied, or with the narrower grant); unchanged ones
  * never see a disconnect; in a two-server cluster the kick reaches the right server and nobody else; a credential
@@ -7,7 +8,7 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { serverMatrix, type NatsServer } from "../helpers/nats-server.js";
 import { skipWithoutOpa } from "../helpers/opa.js";
@@ -30,11 +31,15 @@ interface Client {
   closedWith: Promise<Error | void>;
 }
 
-async function client(url: string, user: string, password: string): Promise<Client> {
+async function client(
+  url: string,
+  user: string,
+  password: string,
+  auth: Partial<NodeConnectionOptions> = { user, pass: password },
+): Promise<Client> {
   const nc = await connect({
     servers: url,
-    user,
-    pass: password,
+    ...auth,
     name: user,
     reconnectTimeWait: 50,
     maxReconnectAttempts: 20,
@@ -228,6 +233,38 @@ for (const b of serverMatrix()) {
             assert.ok(!c.nc.isClosed(), `${c.name} closed`);
           }
           for (const c of [...onA, ...onB]) await c.nc.close();
+        });
+      });
+
+      describe("operator mode (the kicker is a SYS user JWT)", () => {
+        let stack: LiveStack;
+        const users = { alice: spec("alice-pw", ["x.>"]), carol: spec("carol-pw", ["z.>"]) };
+        before(async () => {
+          stack = await startLiveStack({ bin: b.bin, users, operator: true });
+        });
+        after(async () => {
+          await stack?.stop();
+        });
+
+        it("kicks the client whose password was removed; the other is untouched", async () => {
+          assert.equal(stack.live.status().ready, true);
+          const url = stack.servers[0]!.url;
+          const alice = await client(url, "alice", "alice-pw", stack.clientAuth("alice", "alice-pw"));
+          const carol = await client(url, "carol", "carol-pw", stack.clientAuth("carol", "carol-pw"));
+          await until(() => kicks(stack).liveGrants === 2, "two live grants");
+          const n = stack.reloads.length;
+          writeUsers(stack.dir, { carol: users.carol });
+          await until(() => stack.reloads.length > n, "the data edit to load", 30_000);
+          assert.match(
+            String(await within(alice.closedWith, "alice's connection to end")),
+            /Authorization Violation/i,
+          );
+          await stack.live.revocation!.idle();
+          assert.deepEqual(
+            carol.events.filter((e) => e === "disconnect"),
+            [],
+          );
+          await carol.nc.close();
         });
       });
 
