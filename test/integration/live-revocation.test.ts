@@ -85,8 +85,11 @@ for (const b of serverMatrix()) {
           bob: spec("bob-pw", ["y.>", "_INBOX.>"]),
           carol: spec("carol-pw", ["z.>"]),
         };
+        const lines: string[] = [];
         before(async () => {
-          stack = await startLiveStack({ bin: b.bin, users });
+          // Trace level: every line revocation writes is scanned for the clients' passwords below.
+          const logger = pino({ level: "trace" }, { write: (l: string) => void lines.push(l) });
+          stack = await startLiveStack({ bin: b.bin, users, logger });
         });
         after(async () => {
           await stack?.stop();
@@ -136,6 +139,12 @@ for (const b of serverMatrix()) {
           assert.ok(!carol.nc.isClosed());
           // The registry now holds bob's new login and carol's confirmed one.
           assert.equal(kicks(stack).liveGrants, 2);
+          // The run's log: two kicks (alice, bob), and never a password.
+          const text = lines.join("");
+          assert.match(text, /"event":"live_reevaluation"/);
+          assert.equal(text.match(/"msg":"connection kicked"/g)?.length, 2, text);
+          for (const u of Object.values(users))
+            assert.ok(!text.includes(u.password), "a password reached the log");
           await bob.nc.close();
           await carol.nc.close();
         });
