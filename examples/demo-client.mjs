@@ -7,7 +7,7 @@
  *   node --experimental-websocket examples/demo-client.mjs --ws ws://127.0.0.1:8080 --only ws   (Node 20)
  *
  * Every line is an expectation; the exit code is the number of expectations that did not hold. The demo
- * credentials (alice/alice-pw, bob/bob-pw, dave/dave-pw, token orders-svc-token) are documented in
+ * credentials (alice/alice-pw, bob/bob-pw, dave/dave-pw, token tok_5Vf8kQz2LmN7xR3c) are documented in
  * docs/policy-contract.md and exist only in the example policy data.
  */
 import { parseArgs } from "node:util";
@@ -112,7 +112,7 @@ if (only === undefined || only === "tcp") {
   await scenario(
     c,
     "orders-svc (token)",
-    { token: "orders-svc-token", inboxPrefix: "_INBOX.orders-svc" },
+    { token: "tok_5Vf8kQz2LmN7xR3c", inboxPrefix: "_INBOX.orders-svc" },
     {
       allow: ["orders.events.created"],
       deny: ["orders.create"],

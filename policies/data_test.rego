@@ -19,7 +19,7 @@ demo_passwords := {
 	"eve": "eve-pw",
 }
 
-demo_tokens := {"orders-svc": "orders-svc-token"}
+demo_tokens := {"orders-svc": "tok_5Vf8kQz2LmN7xR3c"}
 
 _hex64(s) if regex.match(`^[0-9a-f]{64}$`, s)
 

@@ -172,7 +172,8 @@ console.log(`
    dave / dave-pw          APP: orders reader over TCP; dashboard.dave.> over websocket only
    carol / carol-pw        APP: support desk, Mon–Fri 08:00–18:00 Europe/Berlin only
    admin / admin-pw        OPS: everything, from loopback/admin networks only
-   token orders-svc-token  APP: the orders backend (serves orders.*, publishes orders.events.>)
+   token tok_5Vf8kQz2LmN7xR3c  APP: the orders backend (serves orders.*, publishes orders.events.>)
+   nkey audit-svc          APP: read-only like bob; seed policies/testdata/audit-svc.TEST-ONLY.nk (proven key only)
    eve / eve-pw            locked: the callout aborts (no reply), the client times out
 
  Try it:

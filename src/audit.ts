@@ -1,17 +1,21 @@
 /**
  * Decision log: one event per authorization request (allow, deny, abort and error alike), written as one JSON
- * line. The event carries the policy input as a **masked deep copy**: secrets (`connect_opts.pass`, `auth_token`,
- * `jwt`, `sig`, `client_info.nonce`, any copy of a secret value elsewhere such as `client_info.user` on 2.10, and
- * anything shaped like a JWT or an nkey seed) are replaced by "[REDACTED]" and their JSON pointers listed in
- * `masked`. A policy may add its own masks (see `MaskFunction`; the CLI evaluates `policy.mask_entrypoint`); the
- * built-in masks always apply first, and if the policy mask fails the event is written WITHOUT its input rather
- * than unmasked.
+ * line once the reply's fate is known: `outcome` is what the client got (allow or deny only when that reply
+ * reached the server before the request expired), `reply` what became of the reply, and `decided` the decision
+ * when its reply failed (`reply_failed`) or came too late (`reply_late`). The event carries the policy input as a
+ * **masked deep copy**: secrets (`connect_opts.pass`, `auth_token`, `jwt`, `sig`, `client_info.nonce`, any string
+ * elsewhere that contains a credential in any case or an 8-character fragment of one (src/secrets.ts; e.g.
+ * `client_info.user` on 2.10), and anything shaped like a JWT or an nkey seed) are replaced by "[REDACTED]" and their
+ * JSON pointers listed in `masked`; a `reason` containing a credential becomes "redacted". A policy may add its own
+ * masks (see `MaskFunction`; the CLI evaluates `policy.mask_entrypoint`); the built-in masks always apply first, and
+ * if the policy mask fails the event is written WITHOUT its input rather than unmasked.
  *
  * Events are valid input for `nats-opa-callout eval`, which replays `input` through the policy. Because secrets
  * are masked, decisions that depend on a password or token cannot be reproduced exactly from the log alone.
  */
 import type { AuthorizationRequest } from "./types.js";
 import { SECRET_KEYS } from "./secret-keys.js";
+import { redactText, requestCredentials, type CredentialSource, type Credentials } from "./secrets.js";
 
 export const DECISION_EVENT_TYPE = "nats_opa_callout.decision";
 export const MASK = "[REDACTED]";
@@ -40,14 +44,29 @@ export interface DecisionTimings {
   decode_us?: number;
   eval_us?: number;
   sign_us?: number;
+  /** Publishing the reply until the server confirmed it (or it failed, or its deadline passed). */
+  reply_us?: number;
   total_us?: number;
+}
+
+/** What became of the reply: sent in time, failed, late, or none to send (abort, drop). */
+export type ReplyStatusEvent = "sent" | "failed" | "late" | "none";
+
+/** The decision itself, when what the client got differs from it (its reply failed or came late). */
+export interface DecidedEvent {
+  outcome: "allow" | "deny";
+  /** `ok` for an allow, else the deny's code. */
+  code: string;
 }
 
 /** What one finished authorization looks like to the decision log (mapped from the service's result hook). */
 export interface DecisionRecord {
   decisionId: string;
   receivedAt: Date;
+  /** What the client got. */
   outcome: "allow" | "deny" | "abort";
+  reply?: ReplyStatusEvent;
+  decided?: DecidedEvent;
   reason?: string;
   /** Error code (src/errors.ts) or the policy's deny reason code. */
   code?: string;
@@ -82,6 +101,8 @@ export interface DecisionEvent {
   reason?: string;
   code?: string;
   error?: boolean;
+  reply?: ReplyStatusEvent;
+  decided?: DecidedEvent;
   revision?: string;
   entrypoint?: string;
   dropped?: string;
@@ -133,39 +154,32 @@ function pointerUnescape(k: string): string {
   return k.replace(/~1/g, "/").replace(/~0/g, "~");
 }
 
-/** Secret values present in the input (so copies of them elsewhere, e.g. client_info.user, are masked too). */
-function secretValues(input: unknown): Set<string> {
-  const out = new Set<string>();
-  const co = (input as { connect_opts?: Record<string, unknown> } | null)?.connect_opts;
-  if (co && typeof co === "object") {
-    for (const k of ["pass", "auth_token", "jwt", "sig"]) {
-      const v = co[k];
-      if (typeof v === "string" && v.length > 0) out.add(v);
-    }
-  }
-  return out;
-}
-
 /**
  * Deep copy of `input` with secrets replaced by "[REDACTED]". Returns the copy and the JSON pointers masked.
  * Pure and total: never throws for JSON-like input (cycles are cut).
  */
 export function maskInput(input: unknown): { input: unknown; masked: string[] } {
-  return maskCopy(input, secretValues(input));
+  return maskCopy(input, inputCredentials(input));
 }
 
-function maskCopy(input: unknown, secrets: ReadonlySet<string>): { input: unknown; masked: string[] } {
+/** The input's credentials (src/secrets.ts), so copies and fragments of them elsewhere are masked too. */
+function inputCredentials(input: unknown): Credentials {
+  return requestCredentials(
+    typeof input === "object" && input !== null ? (input as CredentialSource) : undefined,
+  );
+}
+
+function maskCopy(input: unknown, secrets: Credentials): { input: unknown; masked: string[] } {
   const masked: string[] = [];
   const ancestors = new Set<object>();
   const walk = (v: unknown, path: string, key: string | undefined): unknown => {
     if (typeof v === "string") {
       if (
         (key !== undefined && MASKED_KEYS.has(key) && v.length > 0) ||
-        secrets.has(v) ||
+        secrets.contains(v) ||
         JWT_RE.test(v) ||
         SEED_RE.test(v) ||
-        EMBEDDED_RE.test(v) ||
-        [...secrets].some((s) => s.length >= 8 && v.includes(s))
+        EMBEDDED_RE.test(v)
       ) {
         masked.push(path);
         return MASK;
@@ -251,7 +265,7 @@ export function maskLoggedInput(
   mask: MaskFunction | undefined,
   record: DecisionRecord,
 ): { input: unknown; masked: string[] } | undefined {
-  const secrets = secretValues(raw);
+  const secrets = inputCredentials(raw);
   let { input, masked } = maskCopy(raw, secrets);
   if (mask) {
     try {
@@ -324,13 +338,16 @@ export function buildDecisionEvent(rec: DecisionRecord, opts: BuildEventOptions 
     outcome: rec.outcome,
     timings: { ...(rec.timings ?? {}) },
   };
-  if (rec.reason !== undefined) ev.reason = rec.reason;
+  const raw = rec.input ?? (rec.request ? inputFromRequest(rec.request) : undefined);
+  // The reason was redacted where it was made; checked again here with the same definition (src/secrets.ts).
+  if (rec.reason !== undefined) ev.reason = redactText(rec.reason, inputCredentials(raw));
   if (rec.code !== undefined) ev.code = rec.code;
   if (rec.error) ev.error = true;
+  if (rec.reply !== undefined) ev.reply = rec.reply;
+  if (rec.decided !== undefined) ev.decided = { ...rec.decided };
   if (rec.revision !== undefined) ev.revision = rec.revision;
   if (rec.entrypoint !== undefined) ev.entrypoint = rec.entrypoint;
   if (rec.dropped !== undefined) ev.dropped = rec.dropped;
-  const raw = rec.input ?? (rec.request ? inputFromRequest(rec.request) : undefined);
   const userNkey = rec.user_nkey ?? rec.request?.user_nkey;
   if (userNkey !== undefined) ev.user_nkey = userNkey;
   const server =

@@ -17,11 +17,16 @@ export type ErrorCode =
   | "secret_in_grant"
   | "source_not_allowed"
   | "connection_type_not_allowed"
+  | "nkey_proof_failed"
   | "response_encode_error"
   | "handler_error"
   | "auth_denied"
   | "auth_aborted"
-  | "overloaded";
+  | "overloaded"
+  | "grant_too_large"
+  | "reply_failed"
+  | "reply_late"
+  | "service_stopping";
 
 export class CalloutError extends Error {
   readonly code: ErrorCode;
@@ -90,6 +95,18 @@ export class DecisionShapeError extends CalloutError {
       | "connection_type_not_allowed" = "decision_shape_error",
   ) {
     super(code, `${field}: ${message}`);
+    this.field = field;
+  }
+}
+
+/**
+ * The client presented an nkey and the server a nonce, but the signature is missing, malformed or wrong, or the
+ * nkey is not a valid user key (src/callout/nkey-proof.ts). `field` is `connect_opts.nkey` or `connect_opts.sig`.
+ */
+export class NkeyProofError extends CalloutError {
+  readonly field: string;
+  constructor(field: string, message: string) {
+    super("nkey_proof_failed", `${field}: ${message}`);
     this.field = field;
   }
 }

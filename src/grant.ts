@@ -9,13 +9,15 @@
  *                                 appears inside a granted subject
  * - `source_not_allowed`          `src` given and `client_info.host` is in none of the CIDRs
  * - `connection_type_not_allowed` `allowed_connection_types` given and the connection's type is not listed
- * - `secret_in_grant`             the name, a tag or a subject carries a credential from `connect_opts`
- *                                 (it would be written into the user JWT, the server's connz and our logs)
+ * - `secret_in_grant`             the name, a tag or a subject contains a credential of the request, in any
+ *                                 case or as a fragment (src/secrets.ts): it would be written into the user
+ *                                 JWT, the server's connz and our logs
  *
  * Error messages never repeat the offending value (it may be derived from client secrets).
  */
 import { BlockList, isIP } from "node:net";
 import { DecisionShapeError } from "./errors.js";
+import { requestCredentials, type Credentials } from "./secrets.js";
 import type {
   AuthorizationRequest,
   ConnectionType,
@@ -225,29 +227,16 @@ function unsafeIdentities(req: AuthorizationRequest): string[] {
   return out;
 }
 
-/** Shortest credential looked for inside a longer string; shorter ones are only matched whole. */
-const MIN_EMBEDDED_SECRET = 6;
-
-/** The request's credentials (password, token, JWT, signature), non-empty ones only. */
-function requestSecrets(req: AuthorizationRequest): string[] {
-  const o = req.connect_opts;
-  return [o.pass, o.auth_token, o.jwt, o.sig].filter((s): s is string => typeof s === "string" && s !== "");
-}
-
-/** Throws secret_in_grant when `value` is, or (for credentials of 6+ characters) contains, a credential. */
-function refuseSecret(value: string, field: string, secrets: readonly string[]): void {
-  for (const sec of secrets) {
-    if (value === sec || (sec.length >= MIN_EMBEDDED_SECRET && value.includes(sec))) {
-      fail(field, "carries a credential from connect_opts", "secret_in_grant");
-    }
-  }
+/** Throws secret_in_grant when `value` contains a credential of the request (src/secrets.ts defines both). */
+function refuseSecret(value: string, field: string, secrets: Credentials): void {
+  if (secrets.contains(value)) fail(field, "carries a credential from the request", "secret_in_grant");
 }
 
 function validatePermission(
   v: unknown,
   field: string,
   unsafe: readonly string[],
-  secrets: readonly string[],
+  secrets: Credentials,
 ): SubjectPermission {
   const o = expectObject(v, field, ["allow", "deny"]);
   const out: SubjectPermission = {};
@@ -265,7 +254,6 @@ function validatePermission(
       }
       if (!isValidSubject(s)) fail(path, "is not a valid subject");
       refuseSecret(s, path, secrets);
-      for (const token of s.split(".")) refuseSecret(token, path, secrets);
     });
     out[side] = list;
   }
@@ -311,7 +299,7 @@ export function validateGrant(
     fail("account", "is not an allowed target account", "account_not_allowed");
   const out: Grant = { account };
 
-  const secrets = requestSecrets(req);
+  const secrets = requestCredentials(req);
   if (g.name !== undefined) {
     out.name = expectString(g.name, "name");
     refuseSecret(out.name, "name", secrets);

@@ -122,7 +122,7 @@ export class CalloutMetrics {
     );
     this.requestDuration = r.histogram(
       `${P}_request_duration_seconds`,
-      "Time from receiving an authorization request to replying (or deciding not to), in seconds.",
+      "Time from receiving an authorization request to the reply confirmed by the server (or deciding not to reply), in seconds.",
       LATENCY_BUCKETS,
       ["outcome"],
     );

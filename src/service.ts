@@ -7,9 +7,16 @@
  * - bounded concurrency: at most `limits.maxConcurrency` requests run, at most `limits.maxQueue` wait;
  *   beyond that the NEWEST request is dropped (no reply: the client times out) and counted. Requests whose
  *   JWT `exp` has passed are dropped by the core's decode before any work;
- * - `onResult` is called exactly once per request from a `finally` block, even when something threw;
+ * - every reply is confirmed (src/reply.ts): a result says allow or deny only when that reply reached the server
+ *   before the request's deadline; a refused or failed publish is recorded as abort `reply_failed`, a reply
+ *   confirmed too late as abort `reply_late` (the client saw a timeout either way). Allow responses larger than
+ *   the server's max_payload are denied before replying (`grant_too_large`);
+ * - `onResult` is called exactly once per request, after the reply's fate is known, from a `finally` block,
+ *   even when something threw;
  * - `onStatus` on connection state changes; `status()` for health checks;
- * - `stop()` drains: unsubscribes, finishes queued and in-flight requests, then closes.
+ * - `stop()` drains without loss: unsubscribes, keeps deciding every message the server delivered before the
+ *   unsubscribe took effect, finishes queued and in-flight requests, then closes. Only requests still queued
+ *   when the stop deadline passes are dropped (`stopping`, code `service_stopping`).
  *
  * Each failure is logged once, with its code and decision id; never secrets.
  */
@@ -18,6 +25,7 @@ import {
   connect,
   credsAuthenticator,
   nkeyAuthenticator,
+  type Authenticator,
   type Msg,
   type NatsConnection,
   type NodeConnectionOptions,
@@ -32,7 +40,10 @@ import {
   type Handler,
 } from "./callout/pipeline.js";
 import { XKEY_HEADER } from "./callout/decode.js";
+import { createReplier, type ReplyFate, type Replier } from "./reply.js";
+import type { Outcome } from "./types.js";
 import { signerFromSeed, xkeyFromSeed } from "./callout/keys.js";
+import { noNonceReporter, nonceObserver } from "./callout/nkey-proof.js";
 import { resolveConfig, type ResolvedConfig, type ServiceConfig } from "./config.js";
 import { CalloutError, ConfigError, type ErrorCode } from "./errors.js";
 import { silentLogger, type Logger } from "./log.js";
@@ -46,6 +57,9 @@ export type ConnectionState = "connecting" | "connected" | "reconnecting" | "dra
 /** Why a request was dropped by the service before (or instead of) the core deciding it. */
 export type DropReason = "queue_full" | "no_reply_subject" | "stopping";
 
+/** What became of the reply: see src/reply.ts; `none` when there was nothing to send (abort or drop). */
+export type ReplyStatus = ReplyFate | "none";
+
 /** One finished request, handed to `onResult` exactly once. */
 export interface ResultEvent {
   decisionId: string;
@@ -53,13 +67,22 @@ export interface ResultEvent {
   receivedAt: Date;
   /** Time spent waiting for a concurrency slot, microseconds. */
   queue_us: number;
-  /** The core's result. For drops and unexpected faults the service builds an abort result with the code. */
+  /** The core's decision. For drops and unexpected faults the service builds an abort result with the code. */
   result: AuthResult;
+  /**
+   * What the client got: the core's outcome when its reply was sent in time (or there was none to send), else
+   * abort with code `reply_failed` or `reply_late` (the decided outcome stays in `result.outcome`).
+   */
+  outcome: Outcome;
+  /** The reply's fate. */
+  reply: ReplyStatus;
+  /** Publishing the reply until its fate was known (confirmation, refusal or deadline), microseconds. */
+  reply_us?: number;
   /** Set when the service dropped the request without running the core. */
   dropped?: DropReason;
-  /** Whether a reply was published. */
+  /** Whether a reply reached the server in time (`reply === "sent"`). */
   replied: boolean;
-  /** An unexpected fault (the core threw, or publishing the reply failed). */
+  /** An unexpected fault (the core threw, or the reply failed). */
   error?: unknown;
 }
 
@@ -85,7 +108,7 @@ export interface CalloutStatus {
   aborted: number;
   /** Dropped by the service (queue full, no reply subject, stopping); also counted in aborted. */
   dropped: number;
-  /** Unexpected faults (core threw, reply publish failed). */
+  /** Unexpected faults (core threw, reply failed or late). */
   errors: number;
   /** Successful reconnects since start. */
   reconnects: number;
@@ -265,6 +288,17 @@ function errorType(err: unknown): string {
   return err instanceof Error ? err.name : typeof err;
 }
 
+/** The outcome the client got, given the core's outcome and the reply's fate. */
+export function deliveredOutcome(decided: Outcome, reply: ReplyStatus, error?: unknown): Outcome {
+  if (decided.kind === "abort" || reply === "sent" || reply === "none") return decided;
+  const what = `${decided.kind} reply`;
+  if (reply === "late") {
+    return { kind: "abort", code: "reply_late", reason: `${what} not confirmed before the request expired` };
+  }
+  const why = error instanceof Error && error.message ? `: ${error.message.slice(0, 200)}` : "";
+  return { kind: "abort", code: "reply_failed", reason: `${what} failed${why}` };
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The service
 // ---------------------------------------------------------------------------------------------------
@@ -273,7 +307,13 @@ function errorType(err: unknown): string {
 export async function startCallout(options: StartCalloutOptions): Promise<CalloutService> {
   const cfg = isResolved(options.config) ? options.config : resolveConfig(options.config);
   const log = (options.logger ?? silentLogger).child({ component: "service" });
-  const authorize = createAuthorizer(coreOptionsFromConfig(cfg), options.handler);
+  let nc: NatsConnection | undefined;
+  // The server's max_payload (from its INFO; it can change on reconnect) bounds every reply.
+  const authorize = createAuthorizer(
+    { ...coreOptionsFromConfig(cfg), maxReplyBytes: () => nc?.info?.max_payload },
+    options.handler,
+  );
+  const replier: Replier = createReplier(() => nc);
   const nextId = decisionIdGenerator();
   const { maxConcurrency, maxQueue } = cfg.limits;
 
@@ -284,7 +324,6 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
   const ending = (): boolean => state === "draining" || state === "closed";
   let inFlight = 0;
   const queue: { msg: Msg; id: string; receivedAt: Date; t0: number }[] = [];
-  let stopping = false;
   let idle: (() => void) | undefined;
   const startedAt = new Date();
 
@@ -307,31 +346,30 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
 
   const emit = (ev: ResultEvent): void => {
     counters.served++;
-    const k = ev.result.outcome.kind;
-    if (k === "allow") counters.allowed++;
-    else if (k === "deny") counters.denied++;
+    const o = ev.outcome;
+    if (o.kind === "allow") counters.allowed++;
+    else if (o.kind === "deny") counters.denied++;
     else counters.aborted++;
     if (ev.dropped) counters.dropped++;
     if (ev.error !== undefined) counters.errors++;
-    const o = ev.result.outcome;
     if (o.kind !== "allow") {
       lastError = { code: o.code, decisionId: ev.decisionId, at: new Date() };
       // One line per failure, with its code; handler denials/aborts are routine (info), the rest warn.
       const routine = o.code === "auth_denied" || o.code === "auth_aborted";
       const fields: Record<string, unknown> = { decision_id: ev.decisionId, outcome: o.kind, code: o.code };
       if (ev.dropped) fields.dropped = ev.dropped;
+      if (o !== ev.result.outcome) fields.decided = ev.result.outcome.kind;
       if (!routine) fields.reason = o.reason;
       if (ev.error !== undefined) fields.error_type = errorType(ev.error);
-      log[routine ? "info" : "warn"](
-        fields,
-        o.kind === "deny" ? "authorization denied" : "authorization aborted",
-      );
-    } else if (ev.error !== undefined) {
-      lastError = { code: "reply_failed", decisionId: ev.decisionId, at: new Date() };
-      log.warn(
-        { decision_id: ev.decisionId, code: "reply_failed", error_type: errorType(ev.error) },
-        "reply failed",
-      );
+      const msg =
+        o.code === "reply_failed"
+          ? "reply failed"
+          : o.code === "reply_late"
+            ? "reply late"
+            : o.kind === "deny"
+              ? "authorization denied"
+              : "authorization aborted";
+      log[routine ? "info" : "warn"](fields, msg);
     } else {
       log.debug({ decision_id: ev.decisionId, account: o.grant.account }, "authorization allowed");
     }
@@ -353,13 +391,18 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
   const run = async (msg: Msg, id: string, receivedAt: Date, t0: number): Promise<void> => {
     const queue_us = Math.round((performance.now() - t0) * 1000);
     let result: AuthResult | undefined;
-    let replied = false;
+    let reply: ReplyStatus = "none";
+    let reply_us: number | undefined;
     let error: unknown;
     try {
-      result = await authorize(msg.data, msg.headers?.get(XKEY_HEADER) || undefined, id);
+      result = await authorize(msg.data, msg.headers?.get(XKEY_HEADER) || undefined, id, { receivedAt: t0 });
       if (result.reply) {
-        if (!msg.respond(result.reply)) throw new Error("no reply subject");
-        replied = true;
+        const ts = performance.now();
+        const r = await replier.send(msg.reply!, result.reply, result.replyBy);
+        reply_us = Math.round((performance.now() - ts) * 1000);
+        reply = r.fate;
+        if (r.error !== undefined) error = r.error;
+        else if (r.fate === "late") error = new CalloutError("reply_late", "reply not confirmed in time");
       }
     } catch (err) {
       error = err;
@@ -377,7 +420,10 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
         receivedAt,
         queue_us,
         result,
-        replied,
+        outcome: deliveredOutcome(result.outcome, reply, error),
+        reply,
+        ...(reply_us !== undefined ? { reply_us } : {}),
+        replied: reply === "sent",
         ...(error !== undefined ? { error } : {}),
       });
     }
@@ -395,19 +441,21 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
     }
   };
 
+  const DROPS: Record<DropReason, { code: ErrorCode; text: string }> = {
+    queue_full: { code: "overloaded", text: "queue full" },
+    no_reply_subject: { code: "request_decode_error", text: "no reply subject" },
+    stopping: { code: "service_stopping", text: "service stopped before deciding it" },
+  };
   const drop = (id: string, receivedAt: Date, reason: DropReason): void => {
-    const code: ErrorCode = reason === "queue_full" ? "overloaded" : "request_decode_error";
-    const text =
-      reason === "queue_full"
-        ? "queue full"
-        : reason === "stopping"
-          ? "service stopping"
-          : "no reply subject";
+    const { code, text } = DROPS[reason];
+    const result = syntheticAbort(id, code, text, new CalloutError(code, text));
     emit({
       decisionId: id,
       receivedAt,
       queue_us: 0,
-      result: syntheticAbort(id, code, text, new CalloutError(code, text)),
+      result,
+      outcome: result.outcome,
+      reply: "none",
       dropped: reason,
       replied: false,
     });
@@ -415,6 +463,7 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
 
   const onMessage = (err: Error | null, msg: Msg): void => {
     const receivedAt = new Date();
+    const t0 = performance.now();
     const id = nextId();
     if (err) {
       // Subscription-level error (e.g. permissions): not a request.
@@ -422,38 +471,39 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
       return;
     }
     if (!msg.reply) return drop(id, receivedAt, "no_reply_subject");
-    if (stopping) return drop(id, receivedAt, "stopping");
+    // While stopping, too: the server delivers requests until it has processed the unsubscribe, and each
+    // one it delivered here went to no other replica.
     if (queue.length >= maxQueue && inFlight >= maxConcurrency) return drop(id, receivedAt, "queue_full");
-    queue.push({ msg, id, receivedAt, t0: performance.now() });
+    queue.push({ msg, id, receivedAt, t0 });
     pump();
   };
 
   // ---- connect and subscribe ----
-  let nc: NatsConnection;
+  const natsOptions = connectionOptions(cfg, {
+    ...(options.reconnectTimeWaitMs !== undefined
+      ? { reconnectTimeWaitMs: options.reconnectTimeWaitMs }
+      : {}),
+    ...(options.waitOnFirstConnect !== undefined ? { waitOnFirstConnect: options.waitOnFirstConnect } : {}),
+  });
+  // Without a nonce no client nkey can be proven (derived.nkey never appears): say so once.
+  const checkNonce = noNonceReporter(() =>
+    log.warn(
+      { code: "no_nonce" },
+      "nats-server sends no nonce: client nkeys cannot be proven (config mode needs one nkey user; see docs/operations.md)",
+    ),
+  );
+  natsOptions.authenticator = nonceObserver(natsOptions.authenticator, checkNonce) as Authenticator[];
   try {
-    nc = await connect(
-      connectionOptions(cfg, {
-        ...(options.reconnectTimeWaitMs !== undefined
-          ? { reconnectTimeWaitMs: options.reconnectTimeWaitMs }
-          : {}),
-        ...(options.waitOnFirstConnect !== undefined
-          ? { waitOnFirstConnect: options.waitOnFirstConnect }
-          : {}),
-      }),
-    );
+    nc = await connect(natsOptions);
   } catch (err) {
     log.error({ error_type: errorType(err), message: (err as Error).message }, "cannot connect to nats");
     throw err;
   }
-  const sub: Subscription = nc.subscribe(cfg.nats.subject, {
-    queue: cfg.nats.queueGroup,
-    callback: onMessage,
-  });
-  await nc.flush();
-  setState("connected", nc.getServer());
-
+  const conn = nc;
+  // Status first: a refused reply is reported here, and replies start as soon as the subscription does.
   void (async () => {
-    for await (const s of nc.status() as AsyncIterable<Status>) {
+    for await (const s of conn.status() as AsyncIterable<Status>) {
+      replier.onStatus(s);
       switch (s.type) {
         case "disconnect":
         case "reconnecting":
@@ -475,7 +525,14 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
     }
   })().catch(() => {});
 
-  const closedP: Promise<void> = nc.closed().then((err) => {
+  const sub: Subscription = conn.subscribe(cfg.nats.subject, {
+    queue: cfg.nats.queueGroup,
+    callback: onMessage,
+  });
+  await conn.flush();
+  setState("connected", conn.getServer());
+
+  const closedP: Promise<void> = conn.closed().then((err) => {
     if (err)
       log.error({ error_type: errorType(err), message: err.message }, "nats connection closed with error");
     setState("closed");
@@ -484,28 +541,30 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
   let stopP: Promise<void> | undefined;
   const stop = (opts: { timeoutMs?: number } = {}): Promise<void> => {
     stopP ??= (async () => {
-      stopping = true;
       if (!ending()) setState("draining");
       // One deadline for the whole shutdown: draining needs the server, which may be gone.
       const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
       const done = new Promise<void>((resolve) => {
         idle = resolve;
       });
+      // Unsubscribe and wait until the server confirms it: every request it delivered before is queued by then.
       let inTime = true;
-      if (!nc.isClosed()) inTime = await withDeadline(sub.drain(), deadline);
+      if (!conn.isClosed()) inTime = await withDeadline(sub.drain(), deadline);
       checkIdle();
       inTime = (await withDeadline(done, deadline)) && inTime;
-      if (!inTime) log.warn({ in_flight: inFlight, queued: queue.length }, "stop timed out; closing anyway");
+      if (!inTime) {
+        log.warn({ in_flight: inFlight, queued: queue.length }, "stop timed out; closing anyway");
+        for (const job of queue.splice(0)) drop(job.id, job.receivedAt, "stopping");
+      }
       // nc.drain() rejects at once while disconnected; whatever happened, make sure the connection closes.
-      if (!nc.isClosed()) await withDeadline(nc.drain(), deadline);
-      if (!nc.isClosed()) await nc.close().catch(() => {});
+      if (!conn.isClosed()) await withDeadline(conn.drain(), deadline);
+      if (!conn.isClosed()) await conn.close().catch(() => {});
       await closedP;
     })();
     return stopP;
   };
-
   const service: CalloutService = {
-    connection: nc,
+    connection: conn,
     config: cfg,
     status: () => {
       const s: CalloutStatus = {

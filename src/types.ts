@@ -67,6 +67,12 @@ export interface AuthorizationRequest {
   expires_at: number;
   /** True when the request arrived sealed with xkey. */
   encrypted: boolean;
+  /**
+   * `connect_opts.nkey`, set only when the client's `connect_opts.sig` verified over `client_info.nonce` with it
+   * (src/callout/nkey-proof.ts): the client holds that key's seed. `connect_opts.nkey` itself is a bare claim.
+   * Policy input: `derived.nkey`.
+   */
+  proven_nkey?: string;
 }
 
 export interface SubjectPermission {

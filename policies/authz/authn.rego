@@ -1,10 +1,11 @@
 # Authentication
 # Turns the client's CONNECT options into a principal {name, roles, method[, not_after]} or
-# an authentication failure reason. Three methods, chosen by what the client sent:
+# an authentication failure reason. Four methods, chosen by what the client sent:
 #   password: connect_opts.user + pass, checked against a salted HMAC-SHA256 in data
 #   token:    connect_opts.auth_token (opaque), looked up by its SHA-256 in data
 #   jwt:      connect_opts.auth_token that is a compact JWS from the IdP (ES256, key by kid)
-# connect_opts.jwt / nkey / sig (NATS-native credentials, e.g. sentinel creds) are ignored.
+#   nkey:     only an nkey: the PROVEN key input.derived.nkey, looked up in data.callout.nkeys (nkey.rego)
+# connect_opts.jwt and sig are ignored; connect_opts.nkey only selects the nkey method, it never admits.
 package nats.authz
 
 import data.callout
@@ -35,7 +36,7 @@ _jwt_pattern := `^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$`
 
 _max_jwt_length := 8192
 
-# auth_method is one of "none", "ambiguous", "jwt", "token", "password".
+# auth_method is one of "none", "ambiguous", "jwt", "token", "password", "nkey".
 auth_method := "ambiguous" if {
 	_auth_token
 	_username
@@ -46,6 +47,8 @@ auth_method := "ambiguous" if {
 	_auth_token
 } else := "password" if {
 	_username
+} else := "nkey" if {
+	_nkey_claimed
 } else := "none"
 
 _local_methods := {"password", "token"}
@@ -147,6 +150,8 @@ authn_failure := "no_credentials" if {
 } else := "invalid_username" if {
 	auth_method == "jwt"
 	not _jwt_name_ok
+} else := nkey_failure if {
+	auth_method == "nkey"
 }
 
 # principal re-checks every condition positively: it never relies on authn_failure alone.

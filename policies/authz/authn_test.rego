@@ -10,7 +10,7 @@ test_auth_method_password if {
 }
 
 test_auth_method_token if {
-	authz.auth_method == "token" with input as bearer("orders-svc-token")
+	authz.auth_method == "token" with input as bearer("tok_5Vf8kQz2LmN7xR3c")
 	authz.auth_method == "token" with input as bearer("eyJ not a jwt")
 }
 
@@ -78,7 +78,7 @@ test_password_record_without_hash_fails_closed if {
 # ---- token users ----
 
 test_token_principal if {
-	authz.principal == {"name": "orders-svc", "method": "token", "roles": {"orders-service"}} with input as bearer("orders-svc-token")
+	authz.principal == {"name": "orders-svc", "method": "token", "roles": {"orders-service"}} with input as bearer("tok_5Vf8kQz2LmN7xR3c")
 }
 
 test_token_failures if {
@@ -87,10 +87,10 @@ test_token_failures if {
 }
 
 test_token_data_errors_fail_closed if {
-	h := crypto.sha256("orders-svc-token")
-	authz.authn_failure == "unknown_user" with input as bearer("orders-svc-token") with data.callout.tokens as {h: "ghost"}
-	authz.authn_failure == "invalid_username" with input as bearer("orders-svc-token") with data.callout.tokens as {h: "a.b"}
-	authz.authn_failure == "user_locked" with input as bearer("orders-svc-token") with data.callout.users["orders-svc"].locked as true
+	h := crypto.sha256("tok_5Vf8kQz2LmN7xR3c")
+	authz.authn_failure == "unknown_user" with input as bearer("tok_5Vf8kQz2LmN7xR3c") with data.callout.tokens as {h: "ghost"}
+	authz.authn_failure == "invalid_username" with input as bearer("tok_5Vf8kQz2LmN7xR3c") with data.callout.tokens as {h: "a.b"}
+	authz.authn_failure == "user_locked" with input as bearer("tok_5Vf8kQz2LmN7xR3c") with data.callout.users["orders-svc"].locked as true
 }
 
 # ---- IdP bearer JWT ----

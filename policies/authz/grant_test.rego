@@ -133,7 +133,7 @@ test_bad_template_in_data_fails_closed if {
 # ---- resp, limits, lifetime ----
 
 test_resp_for_responders_only if {
-	authz.grant.resp == {"max": 1, "ttl_ms": 5000} with input as bearer("orders-svc-token")
+	authz.grant.resp == {"max": 1, "ttl_ms": 5000} with input as bearer("tok_5Vf8kQz2LmN7xR3c")
 	g := authz.grant with input as login("alice", "alice-pw")
 	not g.resp
 }
@@ -195,7 +195,7 @@ test_grant_has_exactly_the_documented_fields if {
 	g1 := authz.grant with input as login("alice", "alice-pw")
 	g2 := authz.grant with input as login("admin", "admin-pw")
 	g3 := authz.grant with input as login_via("dave", "dave-pw", "WEBSOCKET")
-	g4 := authz.grant with input as bearer("orders-svc-token")
+	g4 := authz.grant with input as bearer("tok_5Vf8kQz2LmN7xR3c")
 	g5 := authz.grant with input as login("carol", "carol-pw") with time.now_ns as wed_noon_berlin
 	every g in [g1, g2, g3, g4, g5] {
 		every k, _ in g {

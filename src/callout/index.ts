@@ -48,10 +48,12 @@ export {
 } from "./respond.js";
 export {
   createAuthorizer,
+  replyDeadline,
   CORE_DEFAULTS,
   type AccountKeys,
   type AuthResult,
   type Authorize,
+  type AuthorizeOptions,
   type ConfigModeOptions,
   type CoreOptions,
   type Handler,

@@ -1,18 +1,28 @@
 /**
  * One authorization, transport-agnostic: bytes in → Outcome + reply bytes out.
  *
- *   decode (verify) → handler → validateGrant → user JWT → signed response (sealed if the request was)
+ *   decode (verify) → nkey proof → handler → validateGrant → user JWT → signed response (sealed like the request)
  *
  * Outcomes, fail closed:
  * - decode error → **abort** (no reply): the request is not authentic or not for us, so there is no
  *   trustworthy `user_nkey`/server to answer, and a stale request's client is already gone.
  *   Exception: AnswerableDecodeError (signature, envelope and addressing verified, only an optional
  *   field malformed) → **deny** with a signed error, so the client is not left waiting.
+ * - the client's nkey proof fails (nonce, nkey and a missing/wrong signature; src/callout/nkey-proof.ts) →
+ *   deny `nkey_proof_failed` naming the field; a proven nkey is handed on as `req.proven_nkey`.
  * - handler throws AuthError → deny (its reason); AbortAuth → abort; any other throw → deny with
  *   code `handler_error` (or the CalloutError's own code), never the thrown message.
  * - the request expired while the handler ran → abort (`request_expired`): the server stopped listening.
+ *   Expired means past `exp` (+ clock skew) on this clock, or held longer than the server's timeout
+ *   (`exp - iat`) since it was received, which holds whatever the clocks say.
  * - validateGrant fails → deny with its code (`decision_shape_error`, `account_not_allowed`, …).
+ * - the signed allow response is larger than the server accepts (`maxReplyBytes`, the connection's
+ *   `max_payload`) → deny with `grant_too_large` (a publish would fail and leave the client waiting). A grant
+ *   whose subject lists alone make the reply too large is denied so before validation and signing.
  * - signing/sealing fails → a signed deny if that still works, else abort. Never allow.
+ *
+ * Every deny/abort/allow reason is redacted to "redacted" when it contains a credential of the request
+ * (src/secrets.ts), whatever produced it (policy, plain handler, error).
  *
  * This module never logs and never touches the network; the service wires it to NATS.
  */
@@ -24,11 +34,13 @@ import {
   CalloutError,
   ConfigError,
   DecisionShapeError,
+  NkeyProofError,
   RequestDecodeError,
   ResponseEncodeError,
   type ErrorCode,
 } from "../errors.js";
 import { validateGrant } from "../grant.js";
+import { redactText, requestCredentials } from "../secrets.js";
 import type {
   AuthorizationRequest,
   Grant,
@@ -42,6 +54,7 @@ import { AnswerableDecodeError, decodeRequest, type ReplyTarget } from "./decode
 import { encodeJwt } from "./jwt.js";
 import { isPublicKey, Verifier, type Signer, type XKey } from "./keys.js";
 import { encodeResponse, type ResponseOptions } from "./respond.js";
+import { clientKeyVerifier, proveNkey } from "./nkey-proof.js";
 import { CORE_DEFAULTS } from "./defaults.js";
 
 /** Defaults for CoreOptions (also the service's defaults; defined in ./defaults.ts). */
@@ -61,6 +74,11 @@ interface CoreOptionsBase {
   responseExpirySeconds?: number;
   clockSkewSeconds?: number;
   maxRequestBytes?: number;
+  /**
+   * Largest reply the server accepts (its `max_payload`, from the connection's INFO): a number, or a getter
+   * read per request (the value can change on reconnect). Undefined = no check.
+   */
+  maxReplyBytes?: number | (() => number | undefined);
   /** Shared verifier (key cache); one is created when omitted. */
   verifier?: Verifier;
   /** Clock, ms since the epoch (tests). Default Date.now. */
@@ -143,10 +161,43 @@ export interface AuthResult {
   /** Microseconds per stage (`sign_us` includes grant validation and claims building). */
   timings: { decode_us: number; handler_us: number; sign_us: number; total_us: number };
   issued?: IssuedSummary;
+  /**
+   * When the request was decoded: the moment (performance.now() ms) after which the server has certainly
+   * stopped waiting for the reply. A transport confirms the reply before it or records it late.
+   */
+  replyBy?: number;
+}
+
+/** Per-call facts of authorize() beyond the message itself. */
+export interface AuthorizeOptions {
+  /** When the message arrived, performance.now() ms (default: when authorize() was called). */
+  receivedAt?: number;
 }
 
 /** Authorizes one request: raw message body, its `Nats-Server-Xkey` header, an optional decision id. */
-export type Authorize = (data: Uint8Array, xkeyHeader?: string, decisionId?: string) => Promise<AuthResult>;
+export type Authorize = (
+  data: Uint8Array,
+  xkeyHeader?: string,
+  decisionId?: string,
+  opts?: AuthorizeOptions,
+) => Promise<AuthResult>;
+
+/**
+ * The moment (performance.now() ms) after which the server has certainly given up on `req`, received at
+ * `receivedAt`: it sent the request before we received it and waits `exp - iat` seconds (its auth timeout),
+ * and it stops at the latest one second after `exp` (exp is rounded down to a second) on its clock, which
+ * is assumed to agree with this one.
+ */
+export function replyDeadline(
+  req: Pick<AuthorizationRequest, "issued_at" | "expires_at">,
+  receivedAt: number,
+  nowWallMs: number = Date.now(),
+  nowPerfMs: number = performance.now(),
+): number {
+  const byTimeout = receivedAt + Math.max(0, req.expires_at - req.issued_at) * 1000;
+  const byExp = nowPerfMs + ((req.expires_at + 1) * 1000 - nowWallMs);
+  return Math.min(byTimeout, byExp);
+}
 
 const us = (fromMs: number, toMs: number): number => Math.max(0, Math.round((toMs - fromMs) * 1000));
 
@@ -162,6 +213,7 @@ function checkOptions(opts: CoreOptions): void {
   positive("maxExpirySeconds", opts.maxExpirySeconds);
   positive("responseExpirySeconds", opts.responseExpirySeconds);
   positive("maxRequestBytes", opts.maxRequestBytes);
+  if (typeof opts.maxReplyBytes !== "function") positive("maxReplyBytes", opts.maxReplyBytes);
   if (
     opts.clockSkewSeconds !== undefined &&
     (typeof opts.clockSkewSeconds !== "number" ||
@@ -206,9 +258,35 @@ function checkOptions(opts: CoreOptions): void {
   if (problems.length > 0) throw new ConfigError(problems);
 }
 
+const tooLarge = (what: string, max: number): CalloutError =>
+  new CalloutError("grant_too_large", `${what} exceeds the server's max_payload ${max}`);
+
+/**
+ * A lower bound on the size of the signed reply a grant would produce: every subject of its pub/sub allow and
+ * deny lists is written into the user JWT (quoted, comma-separated), and the JWT is base64url (4/3 larger) inside
+ * the response JWT, base64url again. Non-string entries count nothing (validation refuses them anyway).
+ */
+export function replyBytesLowerBound(grant: unknown): number {
+  let bytes = 0;
+  try {
+    for (const side of ["pub", "sub"] as const) {
+      const perm = (grant as Record<string, unknown> | null)?.[side] as Record<string, unknown> | undefined;
+      for (const list of ["allow", "deny"] as const) {
+        const l = perm?.[list];
+        if (!Array.isArray(l)) continue;
+        for (const subject of l) if (typeof subject === "string") bytes += Buffer.byteLength(subject) + 3;
+      }
+    }
+  } catch {
+    return 0; // a hostile getter: leave it to validation
+  }
+  return Math.floor((bytes * 16) / 9);
+}
+
 function denyReason(err: CalloutError): string {
   if (err instanceof AuthError) return err.message;
-  if (err instanceof DecisionShapeError) return `${err.code}: ${err.field}`;
+  if (err.code === "grant_too_large") return `${err.code}: ${err.message}`;
+  if (err instanceof DecisionShapeError || err instanceof NkeyProofError) return `${err.code}: ${err.field}`;
   return err.code;
 }
 
@@ -223,11 +301,17 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
 
   const clock = opts.now ?? Date.now;
   const verifier = opts.verifier ?? new Verifier();
+  const nkeyVerifier = clientKeyVerifier();
   const defaultExpirySeconds = opts.defaultExpirySeconds ?? CORE_DEFAULTS.defaultExpirySeconds;
   const maxExpirySeconds = opts.maxExpirySeconds ?? CORE_DEFAULTS.maxExpirySeconds;
   const responseExpirySeconds = opts.responseExpirySeconds ?? CORE_DEFAULTS.responseExpirySeconds;
   const clockSkewSeconds = opts.clockSkewSeconds ?? CORE_DEFAULTS.clockSkewSeconds;
   const maxRequestBytes = opts.maxRequestBytes ?? CORE_DEFAULTS.maxRequestBytes;
+  const maxReply = opts.maxReplyBytes;
+  const maxReplyBytes = (): number | undefined => {
+    const v = typeof maxReply === "function" ? maxReply() : maxReply;
+    return typeof v === "number" && Number.isFinite(v) && v > 0 ? v : undefined;
+  };
 
   // Frozen copies so later mutation of the options cannot change who signs what.
   const accountMap = new Map<string, AccountKeys>();
@@ -263,24 +347,44 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
     data: Uint8Array,
     xkeyHeader?: string,
     decisionId?: string,
+    callOpts: AuthorizeOptions = {},
   ): Promise<AuthResult> {
     const t0 = performance.now();
+    const receivedAt = callOpts.receivedAt ?? t0;
     const id = decisionId ?? randomUUID();
     const meta: Record<string, unknown> = {};
     const timings = { decode_us: 0, handler_us: 0, sign_us: 0, total_us: 0 };
+    const facts: { replyBy?: number } = {}; // set once the request is decoded
     const finish = (r: Omit<AuthResult, "decisionId" | "meta" | "timings">): AuthResult => {
       timings.total_us = us(t0, performance.now());
-      return { decisionId: id, meta, timings, ...r };
+      return {
+        decisionId: id,
+        meta,
+        timings,
+        ...r,
+        ...(facts.replyBy !== undefined ? { replyBy: facts.replyBy } : {}),
+      };
     };
+    // Reasons reach nats-server's log and the decision log: never with a credential in them (src/secrets.ts).
+    const safe = (reason: string, request?: AuthorizationRequest): string =>
+      request ? redactText(reason, requestCredentials(request)) : reason;
     const abort = (code: ErrorCode, reason: string, error: CalloutError, request?: AuthorizationRequest) =>
-      finish({ outcome: { kind: "abort", code, reason }, error, ...(request ? { request } : {}) });
+      finish({
+        outcome: { kind: "abort", code, reason: safe(reason, request) },
+        error,
+        ...(request ? { request } : {}),
+      });
     // A signed deny; if even that cannot be produced, abort (never allow).
     const deny = (target: ReplyTarget, error: CalloutError, request?: AuthorizationRequest): AuthResult => {
       const ts = performance.now();
-      const reason = denyReason(error);
+      const reason = safe(denyReason(error), request);
       let reply: Uint8Array;
       try {
         reply = encodeResponse(target, { error: reason }, responseOptions(clock()));
+        const max = maxReplyBytes();
+        if (max !== undefined && reply.length > max) {
+          throw new ResponseEncodeError(`deny response of ${reply.length} bytes exceeds max_payload ${max}`);
+        }
       } catch (err) {
         timings.sign_us += us(ts, performance.now());
         const e =
@@ -316,8 +420,16 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
           : new RequestDecodeError("request decode failed", "request_decode_error", { cause: err });
       return abort(e.code, e.message, e);
     }
+    // 1b. the client's nkey: proven (handlers see req.proven_nkey), a bare claim, or a forged proof (deny)
+    const proof = proveNkey(req, nkeyVerifier);
+    if (proof.status === "proven") req.proven_nkey = proof.nkey;
+    else if (proof.status === "failed") {
+      timings.decode_us = us(t0, performance.now());
+      return deny(req, new NkeyProofError(proof.field, proof.message), req);
+    }
     const t1 = performance.now();
     timings.decode_us = us(t0, t1);
+    facts.replyBy = replyDeadline(req, receivedAt, clock(), t1);
 
     // 2. handler
     const nowMs = clock();
@@ -335,12 +447,20 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
 
     // 3. drop work the server no longer waits for
     const afterMs = clock();
-    if (Math.floor(afterMs / 1000) > req.expires_at + clockSkewSeconds) {
+    if (
+      Math.floor(afterMs / 1000) > req.expires_at + clockSkewSeconds ||
+      t2 > receivedAt + Math.max(0, req.expires_at - req.issued_at) * 1000
+    ) {
       const e = new RequestDecodeError("request expired while being handled", "request_expired");
       return abort(e.code, e.message, e, req);
     }
 
-    // 4. validate the grant
+    // 4. validate the grant (one that can never fit in a reply is denied before the costly checks)
+    const max = maxReplyBytes();
+    const atLeast = max === undefined ? 0 : replyBytesLowerBound(grant);
+    if (max !== undefined && atLeast > max) {
+      return deny(req, tooLarge(`allow response of at least ${atLeast} bytes`, max), req);
+    }
     let valid: Grant;
     try {
       valid = validateGrant(grant, req, { accounts: accountNames });
@@ -370,6 +490,9 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
       const userJwt = encodeJwt(claims, signer, afterMs);
       const reply = encodeResponse(req, { jwt: userJwt }, responseOptions(afterMs));
       timings.sign_us = us(t2, performance.now());
+      if (max !== undefined && reply.length > max) {
+        return deny(req, tooLarge(`allow response of ${reply.length} bytes`, max), req);
+      }
       const nats = claims.nats as Record<string, unknown>;
       const issued: IssuedSummary = {
         account: valid.account,
@@ -392,6 +515,7 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
         issued.allowed_connection_types = valid.allowed_connection_types;
       if (valid.bearer_token !== undefined) issued.bearer_token = valid.bearer_token;
       if (valid.tags !== undefined) issued.tags = valid.tags;
+      if (typeof meta.reason === "string") meta.reason = safe(meta.reason, req);
       const outcome: Outcome =
         typeof meta.reason === "string"
           ? { kind: "allow", grant: valid, reason: meta.reason }

@@ -5,10 +5,12 @@
  * version: 2 }` with exactly one of `jwt`/`error`. Sealed with xkey for the server's xkey when the
  * request arrived sealed (nats-server also accepts a plaintext reply, but we answer in kind).
  *
- * Response lifetime: DEFAULT_RESPONSE_EXPIRY_SECONDS (10 s). Replay is already impossible (every
- * attempt has a fresh `user_nkey` and the server only listens on a one-shot inbox until its auth
- * timeout), so `exp` only needs to outlive the auth timeout (2 s default) plus clock skew between this
- * host and the server; 10 s keeps it short while tolerating a few seconds of skew.
+ * Response lifetime: DEFAULT_RESPONSE_EXPIRY_SECONDS (10 s). A replayed request inside its validity window IS
+ * answered again (docs/operations.md, "Trust model"), but the answer is addressed (`aud`, `sub`) and, with xkey,
+ * sealed to the original server and that attempt's one-time `user_nkey`: the server accepts it only on its own
+ * reply inbox for that pending login, so it is useless to whoever replayed it. `exp` therefore only needs to
+ * outlive the auth timeout (2 s default) plus clock skew between this host and the server; 10 s keeps it short
+ * while tolerating a few seconds of skew.
  */
 import { ResponseEncodeError } from "../errors.js";
 import type { ReplyTarget } from "./decode.js";

@@ -228,6 +228,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
     req = requestFromInput(doc, now, notes);
   } else if (source?.kind === "jwt") {
     const r = requestFromJwt(source.token);
+    if (r.note !== undefined) notes.push(r.note);
     now ??= r.issuedAt;
     sourceLabel = "request JWT";
     req = overrideDoc !== undefined ? requestFromInput(overrideDoc, now, notes) : r.req;

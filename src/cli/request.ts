@@ -4,7 +4,8 @@
  */
 import { createUser } from "@nats-io/nkeys";
 import { parseJwt } from "../callout/jwt.js";
-import { isPublicKey } from "../callout/keys.js";
+import { isPublicKey, Verifier } from "../callout/keys.js";
+import { proveNkey } from "../callout/nkey-proof.js";
 import type { AuthorizationRequest, ClientInfo, ClientTls, ConnectOpts, ServerId } from "../types.js";
 import { UsageError } from "./common.js";
 
@@ -41,6 +42,9 @@ export function requestFromInput(input: unknown, now: Date, notes?: string[]): A
     encrypted: false,
   };
   if (isObj(input.client_tls)) req.client_tls = input.client_tls as ClientTls;
+  // The proof happened when the input was built (an event's input is what the policy saw): keep the fact.
+  const proven = isObj(input.derived) ? input.derived.nkey : undefined;
+  if (isPublicKey(proven, "user")) req.proven_nkey = proven;
   return req;
 }
 
@@ -48,7 +52,7 @@ export function requestFromInput(input: unknown, now: Date, notes?: string[]): A
  * A captured authorization request JWT (plaintext; sealed xkey requests must be opened first). The
  * signature is not required to verify (the server key changes at every restart); claims are used as sent.
  */
-export function requestFromJwt(token: string): { req: AuthorizationRequest; issuedAt: Date } {
+export function requestFromJwt(token: string): { req: AuthorizationRequest; issuedAt: Date; note?: string } {
   let claims: Record<string, unknown>;
   try {
     claims = parseJwt(token.trim(), 1024 * 1024).claims as unknown as Record<string, unknown>;
@@ -74,5 +78,15 @@ export function requestFromJwt(token: string): { req: AuthorizationRequest; issu
     encrypted: false,
   };
   if (isObj(nats.client_tls)) req.client_tls = nats.client_tls as ClientTls;
+  // The nonce signature travels in the request: prove the nkey exactly as serve does.
+  const proof = proveNkey(req, new Verifier());
+  if (proof.status === "proven") req.proven_nkey = proof.nkey;
+  if (proof.status === "failed") {
+    return {
+      req,
+      issuedAt: new Date(iat * 1000),
+      note: `the nkey proof fails (${proof.field} ${proof.message}): serve denies this request with nkey_proof_failed before the policy runs`,
+    };
+  }
   return { req, issuedAt: new Date(iat * 1000) };
 }

@@ -1,5 +1,7 @@
 /**
- * Maps the service's per-request result (ResultEvent) to what the decision log and the metrics need.
+ * Maps the service's per-request result (ResultEvent) to what the decision log and the metrics need. Both record
+ * what the client got (`ev.outcome`: an allow or deny only when its reply reached the server in time), never just
+ * what was decided; the decided outcome rides along as `decided` when the two differ.
  */
 import type { DecisionRecord, IssuedEvent, SnapshotEvaluator } from "../audit.js";
 import type { DecisionSample } from "../metrics.js";
@@ -10,18 +12,18 @@ const num = (v: unknown): number | undefined => (typeof v === "number" && Number
 
 /** The metric/log code of a result: "ok" for allows, else the outcome's code. */
 export function resultCode(ev: ResultEvent): string {
-  const o = ev.result.outcome;
+  const o = ev.outcome;
   return o.kind === "allow" ? "ok" : o.code;
 }
 
 export function decisionSampleFromResult(ev: ResultEvent, entrypoint: string): DecisionSample {
-  const o = ev.result.outcome;
+  const o = ev.outcome;
   const s: DecisionSample = {
     outcome: o.kind,
     // A policy deny carries its reason code (e.g. bad_credentials); faults carry their error code.
     code:
       o.kind === "allow" ? "ok" : o.code === "auth_denied" || o.code === "auth_aborted" ? o.reason : o.code,
-    total_us: ev.result.timings.total_us + ev.queue_us,
+    total_us: ev.result.timings.total_us + ev.queue_us + (ev.reply_us ?? 0),
   };
   if (ev.result.issued) s.account = ev.result.issued.account; // labelled only if allow-listed (metrics.ts)
   const evalUs = num(ev.result.meta.eval_us);
@@ -34,7 +36,7 @@ export function decisionSampleFromResult(ev: ResultEvent, entrypoint: string): D
 
 export function decisionRecordFromResult(ev: ResultEvent, entrypoint: string): DecisionRecord {
   const r = ev.result;
-  const o = r.outcome;
+  const o = ev.outcome;
   const meta = r.meta;
   const rec: DecisionRecord = {
     decisionId: ev.decisionId,
@@ -44,10 +46,15 @@ export function decisionRecordFromResult(ev: ResultEvent, entrypoint: string): D
       decode_us: r.timings.decode_us,
       eval_us: num(meta.eval_us) ?? r.timings.handler_us,
       sign_us: r.timings.sign_us,
-      total_us: r.timings.total_us + ev.queue_us,
+      total_us: r.timings.total_us + ev.queue_us + (ev.reply_us ?? 0),
     },
   };
   if (ev.queue_us > 0) rec.timings!.queue_us = ev.queue_us;
+  if (ev.reply_us !== undefined) rec.timings!.reply_us = ev.reply_us;
+  rec.reply = ev.reply;
+  const d = r.outcome;
+  if (o !== d && d.kind !== "abort")
+    rec.decided = { outcome: d.kind, code: d.kind === "allow" ? "ok" : d.code };
   if (o.kind === "allow") {
     rec.code = "ok";
     const reason = o.reason ?? str(meta.reason);

@@ -1,9 +1,8 @@
 /**
  * `nats-opa-callout serve`: config file → env → flags → resolveConfig (every problem at once, before
  * connecting) → logger, metrics, decision log, HTTP → policy (fail fast, exit 3) → NATS service → wait for
- * SIGTERM/SIGINT and drain.
+ * SIGTERM/SIGINT and drain; SIGHUP reloads the policy and reopens the decision-log file.
  */
-import { createWriteStream, openSync, type WriteStream } from "node:fs";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { CRYPTO_BACKEND, cryptoFallbackReason } from "../callout/crypto-backend.js";
@@ -22,6 +21,7 @@ import { EXIT, EXIT_CODES_HELP, UsageError, asUsage, err, packageVersion } from 
 import { ENV_OVERRIDES, FLAG_OVERRIDES } from "./flags.js";
 import { openPolicy, type PolicyHandle } from "./policy.js";
 import { decisionRecordFromResult, decisionSampleFromResult } from "./result.js";
+import { ReopenableFile } from "./logfile.js";
 
 export const SERVE_HELP = `Usage: nats-opa-callout serve [--config <file>] [options]
 
@@ -42,8 +42,9 @@ ${ENV_OVERRIDES.map((e) => `  ${e.name.padEnd(27)}${e.path}`).join("\n")}
 Endpoints (metrics.listen): /metrics, /healthz, /readyz (200 only when connected and a policy is
 loaded), /status.
 
-Signals: SIGTERM/SIGINT drain (stop taking requests, finish in-flight ones, flush logs, exit 0);
-a second signal exits at once with code 1.
+Signals: SIGTERM/SIGINT drain (stop taking requests, finish every request already delivered, flush
+logs, exit 0); a second signal exits at once with code 1. SIGHUP reloads the policy (when it changed)
+and reopens the decision-log file (log rotation).
 
 Examples:
   nats-opa-callout serve --config deploy/service.yaml
@@ -92,15 +93,15 @@ function openDecisionSink(
   cfg: ResolvedConfig,
   stdout: ReturnType<typeof pino.destination>,
   onError: (e: NodeJS.ErrnoException) => void,
-): { sink?: (line: string) => void; stream?: WriteStream } {
+): { sink?: (line: string) => void; file?: ReopenableFile } {
   const d = cfg.decisionLog;
   if (d.kind === "off") return {};
   // Same buffered stream as the logger, so a decision line can never interleave with a log line.
   if (d.kind === "stdout") return { sink: (line) => void stdout.write(line) };
   // Open synchronously so an unwritable path is a config error at start, not a crash later.
-  let fd: number;
+  let file: ReopenableFile;
   try {
-    fd = openSync(d.path, "a", 0o600);
+    file = new ReopenableFile(d.path, onError);
   } catch (e) {
     throw new ConfigError([
       {
@@ -109,9 +110,7 @@ function openDecisionSink(
       },
     ]);
   }
-  const stream = createWriteStream(d.path, { fd, flags: "a" });
-  stream.on("error", onError);
-  return { sink: (line) => void stream.write(line), stream };
+  return { sink: (line) => file.write(line), file };
 }
 
 export async function serveCommand(argv: string[]): Promise<number> {
@@ -146,7 +145,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     version: packageVersion(),
     accounts: cfg.accounts.map((a) => a.name),
   });
-  const { sink, stream } = openDecisionSink(cfg, stdout, (e) => {
+  const { sink, file: decisionFile } = openDecisionSink(cfg, stdout, (e) => {
     metrics.decisionLogDropped.inc({ reason: "write_error" });
     logger.error({ code: e.code ?? "write_error" }, "decision log write failed");
   });
@@ -194,7 +193,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
         }),
       });
     } catch (e) {
-      stream?.end();
+      await decisionFile?.end();
       throw new ConfigError([
         {
           field: "metrics.listen",
@@ -205,11 +204,44 @@ export async function serveCommand(argv: string[]): Promise<number> {
     logger.info({ address: http.address }, "metrics and health listening");
   }
 
+  // SIGHUP (logrotate's postrotate, "reload now"): reopen the decision-log file, then reload the policy if it
+  // changed. Registered before anything slow, so a SIGHUP never kills the process; one at a time.
+  let closing = false;
+  const hangup = async (): Promise<void> => {
+    if (closing) return;
+    logger.info({ signal: "SIGHUP" }, "reopening log files and reloading the policy");
+    if (decisionFile) {
+      try {
+        decisionFile.reopen();
+        logger.info({ path: decisionFile.path }, "decision log reopened");
+      } catch (e) {
+        logger.error(
+          { path: decisionFile.path, code: (e as NodeJS.ErrnoException).code ?? "error" },
+          "cannot reopen the decision log; still writing to the previous file",
+        );
+      }
+    }
+    if (!policy) {
+      logger.info({}, "policy not loaded yet: nothing to reload");
+      return;
+    }
+    // Failures are logged by the policy engine (file:line) and keep the last good revision.
+    const out = await policy.engine.watcher.reload();
+    logger.info({ result: out.result, revision: out.revision }, "policy reload on SIGHUP");
+  };
+  let hangups = Promise.resolve();
+  process.on("SIGHUP", () => {
+    hangups = hangups.then(hangup).catch((e: unknown) => {
+      logger.error({ error_type: e instanceof Error ? e.name : typeof e }, "SIGHUP handling failed");
+    });
+  });
+
   const closeAll = async () => {
+    closing = true;
     await live?.close().catch(() => {});
     await policy?.close().catch(() => {});
     await http?.close().catch(() => {});
-    if (stream) await new Promise<void>((r) => stream.end(() => r()));
+    await decisionFile?.end();
     await new Promise<void>((r) => stdout.flush(() => r()));
   };
 
@@ -254,6 +286,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
           decision_id: rec.decisionId,
           outcome: rec.outcome,
           ...(rec.code && rec.outcome !== "allow" ? { code: rec.code } : {}),
+          ...(rec.decided ? { decided: rec.decided.outcome } : {}),
           ...(rec.reason ? { reason: rec.reason } : {}),
           ...(rec.issued?.account ? { account: rec.issued.account } : {}),
           ...(rec.issued?.name ? { user: rec.issued.name } : {}),

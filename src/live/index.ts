@@ -2,7 +2,8 @@
  * Live revocation from a resolved config: the registry, the kicker (system-account connection, probed at start),
  * the re-evaluator over the service's handler, metrics, and the two hooks the runtime calls:
  *
- *   onResult(event)          after every request: an allow whose reply was sent is recorded;
+ *   onResult(event)          after every request: an allow whose reply reached (or may have reached) the server
+ *                            is recorded;
  *   onReload(ok, revision)   after every policy load: a successful one re-decides the live grants.
  *
  * `startLiveRevocation` returns undefined when `revocation.enabled` is off. When the credential cannot connect or
@@ -124,7 +125,10 @@ export async function startLiveRevocation(
   return {
     onResult(ev) {
       const r = ev.result;
-      if (ev.replied && ev.error === undefined && r.outcome.kind === "allow" && r.request && r.issued) {
+      // An allow whose reply reached the server, or may have (a late reply can still have been admitted after a
+      // local stall): recording a connection that never opened costs one KICK answered "no such client".
+      const mayHaveReached = ev.reply === "sent" || ev.reply === "late";
+      if (mayHaveReached && r.outcome.kind === "allow" && r.request && r.issued) {
         const revision = typeof r.meta.revision === "string" ? r.meta.revision : undefined;
         revocation.record({ decisionId: ev.decisionId, request: r.request, issued: r.issued, revision });
       }

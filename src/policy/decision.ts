@@ -6,6 +6,7 @@
  */
 import { DecisionShapeError, PolicyEvalError } from "../errors.js";
 import { GRANT_KEYS } from "../grant.js";
+import { REDACTED_TEXT, requestCredentials, type Credentials } from "../secrets.js";
 import type { ConnectOpts, Grant } from "../types.js";
 
 export type Decision =
@@ -19,7 +20,7 @@ export const GRANT_FIELDS: ReadonlySet<string> = GRANT_KEYS;
 export const DEFAULT_DENY_REASON = "denied_by_policy";
 export const DEFAULT_ABORT_REASON = "aborted_by_policy";
 export const MAX_REASON_LENGTH = 256;
-export const REDACTED_REASON = "redacted";
+export const REDACTED_REASON = REDACTED_TEXT;
 
 export function jsonType(v: unknown): string {
   if (v === null) return "null";
@@ -28,23 +29,27 @@ export function jsonType(v: unknown): string {
 }
 
 /**
- * Defence in depth: a reason that contains a client secret (password, token, JWT, signature) is
- * replaced by "redacted" — reasons reach nats-server's log and our decision log.
+ * Defence in depth: a reason that contains a client credential (src/secrets.ts: in any case, or any 8-character
+ * fragment of it) is replaced by "redacted" — reasons reach nats-server's log and our decision log. `secrets` is
+ * the request's connect_opts, or credentials already collected with src/secrets.ts.
  */
-export function redactReason(reason: string, secrets: ConnectOpts | undefined): string {
-  if (secrets) {
-    for (const v of [secrets.pass, secrets.auth_token, secrets.jwt, secrets.sig]) {
-      if (typeof v === "string" && v !== "" && reason.includes(v)) return REDACTED_REASON;
-    }
+export function redactReason(reason: string, secrets: ConnectOpts | Credentials | undefined): string {
+  if (secrets !== undefined) {
+    const creds = isCredentials(secrets) ? secrets : requestCredentials({ connect_opts: secrets });
+    if (creds.contains(reason)) return REDACTED_REASON;
   }
   return reason.length > MAX_REASON_LENGTH ? reason.slice(0, MAX_REASON_LENGTH) : reason;
+}
+
+function isCredentials(v: ConnectOpts | Credentials): v is Credentials {
+  return typeof (v as Credentials).contains === "function";
 }
 
 /**
  * Interpret a decision document. `undefined` (no result) → PolicyEvalError; a malformed document →
  * DecisionShapeError naming the field. `secrets` are the request's connect_opts (for redaction).
  */
-export function toDecision(result: unknown, secrets?: ConnectOpts): Decision {
+export function toDecision(result: unknown, secrets?: ConnectOpts | Credentials): Decision {
   if (result === undefined) {
     throw new PolicyEvalError("policy decision is undefined (give the decision rule a default)");
   }

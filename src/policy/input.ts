@@ -22,6 +22,11 @@ export interface PolicyInput {
     /** STANDARD, WEBSOCKET, MQTT, LEAFNODE, LEAFNODE_WS, another upper-cased type, or UNKNOWN. */
     connection_type: string;
     tls: boolean;
+    /**
+     * The client's nkey, present ONLY when its signature over the server nonce verified (the client holds the
+     * seed). `connect_opts.nkey` is a claim anyone can send: admit by `derived.nkey`, never by `connect_opts.nkey`.
+     */
+    nkey?: string;
   };
 }
 
@@ -39,6 +44,7 @@ export function buildInput(req: AuthorizationRequest): PolicyInput {
     },
   };
   if (req.client_tls !== undefined) input.client_tls = req.client_tls;
+  if (req.proven_nkey !== undefined) input.derived.nkey = req.proven_nkey;
   return input;
 }
 

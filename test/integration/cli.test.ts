@@ -452,7 +452,7 @@ describe("nats-opa-callout CLI (built binary)", { skip: skipWithoutTools }, () =
     );
     assert.equal(events.length, total, "one event per request");
     const text = lines.join("\n");
-    for (const secret of ["alice-pw", "bob-pw", "dave-pw", "orders-svc-token", "not-her-password"]) {
+    for (const secret of ["alice-pw", "bob-pw", "dave-pw", "tok_5Vf8kQz2LmN7xR3c", "not-her-password"]) {
       assert.ok(!text.includes(secret), `decision log leaks ${secret}`);
     }
     assert.equal(statSync(decisions()).mode & 0o777, 0o600);
@@ -535,7 +535,7 @@ describe("nats-opa-callout CLI (built binary)", { skip: skipWithoutTools }, () =
       "alice-pw",
       "bob-pw",
       "dave-pw",
-      "orders-svc-token",
+      "tok_5Vf8kQz2LmN7xR3c",
       "not-her-password",
       calloutPassword,
       ...seeds,

@@ -178,7 +178,7 @@ function exampleSuite(sb: ServerBinary): void {
   before(async () => {
     stack = await startExampleStack({ bin: sb.bin, monitor: true, onResult: (e) => results.push(e) });
     ({ server, svc } = stack);
-    ordersSvc = await token("orders-svc", "orders-svc-token");
+    ordersSvc = await token("orders-svc", "tok_5Vf8kQz2LmN7xR3c");
     ordersSvc.subscribe("orders.create", {
       callback: (_e, m) => {
         created.push(m.string());

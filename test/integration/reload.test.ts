@@ -175,7 +175,7 @@ describe(
       ordersSvc = await connect({
         servers: server.url,
         name: "orders-svc",
-        token: "orders-svc-token",
+        token: "tok_5Vf8kQz2LmN7xR3c",
         inboxPrefix: "_INBOX.orders-svc",
         reconnect: false,
       });
@@ -291,7 +291,7 @@ describe(
       const tokenUser = await connect({
         servers: server.url,
         name: tokenName,
-        token: "orders-svc-token",
+        token: "tok_5Vf8kQz2LmN7xR3c",
         reconnect: false,
       }).catch((e: Error) => e);
       assert.ok(tokenUser instanceof Error, "orders-svc cannot log in without data");

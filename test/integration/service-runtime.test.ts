@@ -126,7 +126,7 @@ describe(
         assert.equal(svc.config.nats.auth.kind, "nkey");
         const nc = await client("alice");
         await nc.flush();
-        assert.equal(svc.status().allowed, 1);
+        await until(() => svc.status().allowed === 1, "the allow");
       } finally {
         await svc.stop();
       }
@@ -184,6 +184,8 @@ describe(
         await until(() => svc.status().queued === 1, "second queued");
         hold.open();
         await Promise.all([first, second]);
+        // Results are emitted once each reply is confirmed, which can be just after the client saw it.
+        await until(() => order.length === 2, "both results");
         assert.deepEqual(order, ["first", "second"]);
         assert.equal(svc.status().dropped, 0);
       } finally {
@@ -223,7 +225,7 @@ describe(
       });
       try {
         await assert.rejects(client("boom"), /Authorization Violation/);
-        assert.equal(results.length, 1);
+        await until(() => results.length === 1, "the result");
         const r = results[0]!.result;
         assert.equal(r.outcome.kind, "deny");
         assert.equal(r.outcome.kind === "deny" && r.outcome.code, "handler_error");
@@ -237,9 +239,10 @@ describe(
         // still serving
         const nc = await client("alice");
         await nc.flush();
-        assert.equal(svc.status().allowed, 1);
+        await until(() => svc.status().allowed === 1, "the allow");
         // wrong password: a routine denial at info level
         await assert.rejects(client("alice", { pass: "nope" }), /Authorization Violation/);
+        await until(() => results.length === 3, "the denial");
         const last = records.filter((x) => x.msg === "authorization denied").at(-1)!;
         assert.equal(last.level, "info");
         assert.equal(last.code, "auth_denied");
@@ -277,6 +280,7 @@ describe(
       const svc = await start({ cfg: resolveConfig(base), onResult: (e) => results.push(e) });
       try {
         for (let i = 0; i < 3; i++) await (await client("alice")).close();
+        await until(() => results.length === 3, "three results");
         const ids = results.map((r) => r.decisionId);
         assert.equal(new Set(ids).size, 3);
         for (const id of ids) assert.ok(id.length <= 20, id);

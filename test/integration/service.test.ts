@@ -181,7 +181,13 @@ for (const sb of serverMatrix()) {
           clients.push(nc);
           return nc;
         };
-        const resultsFor = (from: number) => results.slice(from);
+        // A result is emitted once the reply's fate is known, which can be just after the client saw the reply.
+        const settled = () =>
+          until(() => svc.status().inFlight === 0 && svc.status().queued === 0, "the service to settle");
+        const resultsFor = async (from: number) => {
+          await settled();
+          return results.slice(from);
+        };
 
         before(async () => {
           p = await prepare(sb, setup);
@@ -208,6 +214,7 @@ for (const sb of serverMatrix()) {
           nc.publish("orders.new", "order-1");
           for await (const m of sub) assert.equal(m.string(), "order-1");
           assert.equal(sub.getReceived(), 1);
+          await settled();
           const last = results.at(-1);
           assert.equal(last?.result.outcome.kind, "allow");
           assert.equal(last?.replied, true);
@@ -262,10 +269,11 @@ for (const sb of serverMatrix()) {
         });
 
         it("wrong credentials are refused with Authorization Violation", async () => {
+          await settled();
           const from = results.length;
           await assert.rejects(client("alice", "wrong"), /Authorization Violation/);
           await assert.rejects(client("mallory", "x"), /Authorization Violation/);
-          const got = resultsFor(from).map((r) => [
+          const got = (await resultsFor(from)).map((r) => [
             r.result.outcome.kind,
             r.result.outcome.kind === "allow" ? "" : r.result.outcome.code,
           ]);
@@ -276,10 +284,11 @@ for (const sb of serverMatrix()) {
         });
 
         it("a grant naming SYS or AUTH (not allow-listed) is refused", async () => {
+          await settled();
           const from = results.length;
           await assert.rejects(client("sysadmin", "sys-pw"), /Authorization Violation/);
           await assert.rejects(client("authuser", "auth-pw"), /Authorization Violation/);
-          const codes = resultsFor(from).map((r) =>
+          const codes = (await resultsFor(from)).map((r) =>
             r.result.outcome.kind === "deny" ? r.result.outcome.code : r.result.outcome.kind,
           );
           assert.deepEqual(codes, ["account_not_allowed", "account_not_allowed"]);
@@ -287,6 +296,7 @@ for (const sb of serverMatrix()) {
 
         it("the server disconnects the client when its JWT expires (expires_in 2)", async () => {
           const nc = await client("brief", "brief-pw");
+          await settled();
           const issued = results.at(-1)?.result.issued;
           assert.ok(issued, "allowed");
           const now = Math.floor(Date.now() / 1000);
@@ -297,6 +307,7 @@ for (const sb of serverMatrix()) {
         });
 
         it("an aborted request leaves the client to time out: Authorization Violation", async () => {
+          await settled();
           const from = results.length;
           const mark = p.server.logMark();
           if (setup === "operator" && sb.version.startsWith("2.10.")) {
@@ -311,7 +322,7 @@ for (const sb of serverMatrix()) {
               /Authorization Violation/,
             );
           }
-          const r = resultsFor(from);
+          const r = await resultsFor(from);
           assert.equal(r.length, 1);
           assert.equal(r[0]?.result.outcome.kind, "abort");
           assert.equal(r[0]?.replied, false);

@@ -22,7 +22,7 @@ import { calloutConf, startNatsServer, type NatsServer } from "../../bench/lib/n
 import { REPO } from "../../bench/lib/paths.js";
 import { startOurs, type OursChild } from "../../bench/lib/peers.js";
 import type { Child } from "../../bench/lib/process.js";
-import { connectOnce, type Creds } from "../../bench/lib/storm.js";
+import { connectOnce, stormTs, type Creds, type StormResult } from "../../bench/lib/storm.js";
 
 export const FULL = process.env.RELIABILITY_SCALE === "full";
 export const SCALE_NAME = FULL ? "full" : "reduced";
@@ -270,4 +270,66 @@ export interface PolicyStatusView {
 export async function policyStatus(url: string): Promise<PolicyStatusView> {
   const s = await getStatus(url);
   return (s.policy ?? {}) as PolicyStatusView;
+}
+
+export interface SigtermRound {
+  n: number;
+  storm: StormResult;
+  /** Attempts finished when the victim got SIGTERM. */
+  stoppedAfter: number;
+  /** The victim's exit code (0 = drained cleanly). */
+  victimExit: number | string;
+  /** Decision events per replica: [survivor, victim]. */
+  events: [Record<string, unknown>[], Record<string, unknown>[]];
+  /** The victim's service-log lines that mention a dropped request. */
+  victimDrops: string[];
+}
+
+/**
+ * Two replicas in one queue group; a storm of `n` logins at `concurrency`; replica 1 gets SIGTERM after a third of
+ * the attempts and drains while the storm goes on. The stack (fresh for the round) is closed before returning.
+ */
+export async function sigtermMidStorm(o: {
+  dir: string;
+  n: number;
+  concurrency: number;
+}): Promise<SigtermRound> {
+  const stack = await startStack({ dir: o.dir, replicas: 2 });
+  try {
+    const victim = stack.services[1]!;
+    let done = 0;
+    let stoppedAfter = -1;
+    let stopping: Promise<void> | undefined;
+    const storm = await stormTs({
+      url: stack.server.url,
+      n: o.n,
+      concurrency: o.concurrency,
+      creds: stack.creds,
+      onResult: () => {
+        done++;
+        if (done === Math.floor(o.n / 3) && !stopping) {
+          stoppedAfter = done;
+          stopping = victim.stop(60_000);
+        }
+      },
+    });
+    await stopping;
+    const victimExit = await victim.exited;
+    const victimDrops = victim
+      .output()
+      .split("\n")
+      .filter((l) => l.includes('"dropped"'));
+    await stack.close();
+    return {
+      n: o.n,
+      storm,
+      stoppedAfter,
+      victimExit,
+      events: [readDecisions(stack.decisionLog(0)), readDecisions(stack.decisionLog(1))],
+      victimDrops,
+    };
+  } catch (err) {
+    await stack.close();
+    throw err;
+  }
 }

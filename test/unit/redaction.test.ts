@@ -130,20 +130,26 @@ test("decision-log events for allow, deny, abort and faults carry no secret", ()
     expires_at: 2,
     encrypted: false,
   };
-  const base = (over: Partial<ResultEvent["result"]>): ResultEvent => ({
-    decisionId: "d",
-    receivedAt: new Date(),
-    queue_us: 1,
-    replied: true,
-    result: {
+  const base = (over: Partial<ResultEvent["result"]>): ResultEvent => {
+    const result: ResultEvent["result"] = {
       decisionId: "d",
       outcome: { kind: "deny", code: "auth_denied", reason: "bad_credentials" },
       meta: { input: policyInput(), revision: "r1", eval_us: 5 },
       timings: { decode_us: 1, handler_us: 2, sign_us: 3, total_us: 6 },
       request: req,
       ...over,
-    },
-  });
+    };
+    const sent = result.outcome.kind !== "abort";
+    return {
+      decisionId: "d",
+      receivedAt: new Date(),
+      queue_us: 1,
+      replied: sent,
+      reply: sent ? "sent" : "none",
+      outcome: result.outcome,
+      result,
+    };
+  };
   const events: ResultEvent[] = [
     base({}),
     base({ outcome: { kind: "abort", code: "auth_aborted", reason: "user_locked" } }),

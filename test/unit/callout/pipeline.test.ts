@@ -4,6 +4,7 @@ import { decode as natsDecode } from "@nats-io/jwt";
 import { AbortAuth, AuthError, ConfigError, PolicyEvalError } from "../../../src/errors.js";
 import {
   createAuthorizer,
+  replyBytesLowerBound,
   type AuthResult,
   type CoreOptions,
   type Handler,
@@ -348,5 +349,86 @@ describe("createAuthorizer options", () => {
     const req = buildRequest(keys);
     const r = await auth(req.data, req.header);
     assert.equal(r.outcome.kind === "deny" && r.outcome.code, "account_not_allowed");
+  });
+});
+
+describe("reply size and deadline", () => {
+  test("an allow response over maxReplyBytes is denied grant_too_large; the deny itself fits", async () => {
+    const subjects = Array.from({ length: 2000 }, (_, i) => `app.tenant.${i}.>`);
+    let max: number | undefined = 16 * 1024;
+    const { r } = await run(
+      () => ({ ...grantAlice, pub: { allow: subjects } }),
+      {},
+      { maxReplyBytes: () => max },
+    );
+    assert.equal(r.outcome.kind, "deny");
+    assert.equal(r.outcome.kind === "deny" && r.outcome.code, "grant_too_large");
+    assert.match(
+      r.outcome.kind === "deny" ? r.outcome.reason : "",
+      /^grant_too_large: allow response of at least \d+ bytes exceeds the server's max_payload 16384$/,
+    );
+    assert.equal(r.issued, undefined);
+    assert.ok(r.reply!.length <= 16 * 1024);
+    assert.match(String(openReply(r).resp.nats.error), /^grant_too_large/);
+    // Unknown max_payload (not connected): no check.
+    max = undefined;
+    const again = await run(
+      () => ({ ...grantAlice, pub: { allow: subjects } }),
+      {},
+      { maxReplyBytes: () => max },
+    );
+    assert.equal(again.r.outcome.kind, "allow");
+  });
+
+  test("a grant under the early estimate but over the limit once signed is denied too (exact size)", async () => {
+    const g: Grant = { ...grantAlice, pub: { allow: Array.from({ length: 300 }, (_, i) => `app.t.${i}.>`) } };
+    const max = replyBytesLowerBound(g) + 100; // the envelope and other claims add far more than 100 bytes
+    const { r } = await run(() => g, {}, { maxReplyBytes: max });
+    assert.equal(r.outcome.kind === "deny" && r.outcome.code, "grant_too_large");
+    const m = /allow response of (\d+) bytes exceeds/.exec(r.outcome.kind === "deny" ? r.outcome.reason : "");
+    assert.ok(m && Number(m[1]) > max, r.outcome.kind === "deny" ? r.outcome.reason : "");
+    // And the bound is a bound: the same grant with room to spare is allowed, its reply above the estimate.
+    const ok = await run(() => g, {}, { maxReplyBytes: 1024 * 1024 });
+    assert.equal(ok.r.outcome.kind, "allow");
+    assert.ok(ok.r.reply!.length >= replyBytesLowerBound(g));
+  });
+
+  test("a deny that does not fit either is an abort (never a failed publish)", async () => {
+    const { r } = await run(
+      () => {
+        throw new AuthError("bad_credentials");
+      },
+      {},
+      { maxReplyBytes: 64 },
+    );
+    assert.equal(r.outcome.kind, "abort");
+    assert.equal(r.outcome.kind === "abort" && r.outcome.code, "response_encode_error");
+    assert.equal(r.reply, undefined);
+  });
+
+  test("maxReplyBytes must be positive", () => {
+    assert.throws(() => createAuthorizer(config({ maxReplyBytes: 0 }), () => grantAlice), ConfigError);
+  });
+
+  test("replyBy: the earlier of arrival + (exp - iat) and one second past exp", async () => {
+    const now = Date.now();
+    const auth = createAuthorizer(config(), () => grantAlice);
+    const req = buildRequest(keys, { now, timeoutSeconds: 2 });
+    const receivedAt = performance.now();
+    const r = await auth(req.data, req.header, "d", { receivedAt });
+    assert.equal(r.outcome.kind, "allow");
+    const byExp = receivedAt + ((Math.floor(now / 1000) + 2 + 1) * 1000 - Date.now());
+    assert.ok(r.replyBy !== undefined && r.replyBy <= receivedAt + 2000 + 1, String(r.replyBy));
+    assert.ok(r.replyBy <= byExp + 50, "never later than one second past exp");
+  });
+
+  test("held longer than the server's timeout since arrival: request_expired, whatever the clock says", async () => {
+    const auth = createAuthorizer(config(), () => grantAlice);
+    const req = buildRequest(keys, { timeoutSeconds: 2 });
+    // Arrived 2.5 s ago (queued behind other work): the server has given up although exp is not past.
+    const r = await auth(req.data, req.header, "d", { receivedAt: performance.now() - 2500 });
+    assert.equal(r.outcome.kind, "abort");
+    assert.equal(r.outcome.kind === "abort" && r.outcome.code, "request_expired");
+    assert.equal(r.reply, undefined);
   });
 });

@@ -62,6 +62,8 @@ async function decide(handler: Handler, user: string, pass: string): Promise<Res
     receivedAt: now,
     queue_us: 0,
     replied: true,
+    reply: "sent",
+    outcome,
     result: {
       decisionId: `d-${user}`,
       outcome,
