@@ -31,6 +31,7 @@ export {
   type ResolvedNats,
   type ResolvedPolicy,
   type ResolvedEvaluation,
+  type ResolvedRevocation,
   type SeedInput,
   type ServiceConfig,
 } from "./config/types.js";

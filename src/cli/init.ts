@@ -19,6 +19,7 @@ import { encodeAccount, encodeOperator, encodeUser, fmtCreds } from "@nats-io/jw
 import { stringify } from "yaml";
 import { EXIT, EXIT_CODES_HELP, UsageError, asUsage, intFlag, out } from "./common.js";
 import { serviceConfigDoc, type InitLayout } from "./init-config.js";
+import { initRevocation, REVOCATION_USER } from "./init-revocation.js";
 
 export const INIT_HELP = `Usage: nats-opa-callout init [options]
 
@@ -41,6 +42,8 @@ Options:
   --metrics-listen <a>   metrics/health HTTP address in the service config (default: 127.0.0.1:9464)
   --timeout <s>          nats-server authorization timeout in seconds (default: 2)
   --force                overwrite existing files
+  --revocation           config mode: a system-account user that may only KICK clients, and
+                         revocation.enabled in service.yaml (live revocation, docs/operations.md)
   --print-secrets        also print the generated seeds and password (default: never printed)
   -h, --help             show this help
 
@@ -70,6 +73,8 @@ export interface InitOptions {
   metricsListen: string;
   timeout: number;
   force: boolean;
+  /** Config mode: a least-privilege SYS user for live revocation (src/cli/init-revocation.ts). */
+  revocation?: boolean;
   /** bcrypt cost; default 11. */
   bcryptCost?: number;
 }
@@ -156,6 +161,13 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
     : "";
   const natsUrl = `nats://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${opts.port}`;
   let layout: InitLayout;
+  if (opts.revocation && opts.operator) {
+    throw new UsageError(
+      "--revocation: config mode only (operator mode: issue a SYS user JWT, see docs/operations.md)",
+    );
+  }
+  const rev = opts.revocation ? initRevocation((p) => bcryptHash(p, opts.bcryptCost ?? 11)) : undefined;
+  if (rev) secrets.revocation_password = rev.password;
 
   if (!opts.operator) {
     const issuer = createAccount();
@@ -198,7 +210,7 @@ accounts {
     ]
   }
 ${accounts}
-  SYS {}
+${rev?.sysAccount ?? "  SYS {}"}
 }
 
 authorization {
@@ -207,7 +219,7 @@ authorization {
   auth_callout {
     issuer: ${hcl(issuer.getPublicKey())}
     account: AUTH
-    auth_users: [ callout ]${xkp ? `\n    xkey: ${hcl(xkp.getPublicKey())}` : ""}
+    auth_users: [ callout${rev ? `, ${REVOCATION_USER}` : ""} ]${xkp ? `\n    xkey: ${hcl(xkp.getPublicKey())}` : ""}
   }
 }
 `;
@@ -329,7 +341,11 @@ authorization {
   // Paths are relative to this file's directory. Reference: docs/configuration.md.
   write(
     "service.yaml",
-    header + stringify(serviceConfigDoc(layout), { lineWidth: 0 }),
+    header +
+      stringify(
+        { ...serviceConfigDoc(layout), ...(rev ? { revocation: rev.serviceSection } : {}) },
+        { lineWidth: 0 },
+      ),
     layout.mode === "config",
   );
   return { dir, files, secrets, layout };
@@ -355,6 +371,7 @@ export async function initCommand(argv: string[]): Promise<number> {
         timeout: { type: "string" },
         force: { type: "boolean" },
         "print-secrets": { type: "boolean" },
+        revocation: { type: "boolean" },
         "bcrypt-cost": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -382,6 +399,7 @@ export async function initCommand(argv: string[]): Promise<number> {
     metricsListen: (values["metrics-listen"] as string | undefined) ?? "127.0.0.1:9464",
     timeout: intFlag("timeout", values.timeout as string | undefined, 2, 1, 60),
     force: values.force === true,
+    revocation: values.revocation === true,
     bcryptCost: intFlag("bcrypt-cost", values["bcrypt-cost"] as string | undefined, 11, 4, 16),
   };
   if (opts.accounts.length === 0) throw new UsageError("--accounts: at least one target account is required");

@@ -16,6 +16,7 @@ import { createDecisionLog, type DecisionLog } from "../audit.js";
 import { CalloutMetrics } from "../metrics.js";
 import { startHttpServer, type HttpServer, type Readiness } from "../http.js";
 import { startCallout, type CalloutService, type ResultEvent } from "../service.js";
+import { startLiveRevocation, type LiveRevocationHandle } from "../live/index.js";
 import { EXIT, EXIT_CODES_HELP, UsageError, asUsage, err, packageVersion } from "./common.js";
 import { ENV_OVERRIDES, FLAG_OVERRIDES } from "./flags.js";
 import { openPolicy, type PolicyHandle } from "./policy.js";
@@ -156,6 +157,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   let service: CalloutService | undefined;
   let policy: PolicyHandle | undefined;
   let source: PolicySourceHandle | undefined;
+  let live: LiveRevocationHandle | undefined; // revocation.*: re-decides live connections on a new revision
   let phase: "starting" | "serving" | "stopping" = "starting";
   const readiness = (): Readiness => {
     const reasons: string[] = [];
@@ -191,6 +193,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
           policy: policy?.status() ?? null,
           ...(source !== undefined ? { policy_source: source.status() } : {}),
           service: service?.status() ?? null,
+          ...(live ? { revocation: live.status() } : {}),
         }),
       });
     } catch (e) {
@@ -239,6 +242,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
 
   const closeAll = async () => {
     closing = true;
+    await live?.close().catch(() => {});
     await source?.stop().catch(() => {});
     await policy?.close().catch(() => {});
     await http?.close().catch(() => {});
@@ -255,6 +259,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
         logger, // createPolicyEngine logs every reload (info on success, error with file:line on failure)
         onReload: (ev) => {
           metrics.observeReload(ev.ok, ev.revision, ev.at);
+          live?.onReload(ev.ok, ev.revision);
           if (ev.ok && ev.revision !== undefined) void source?.rememberActivated(ev.revision);
         },
       });
@@ -272,6 +277,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     // policy.mask_entrypoint: evaluated per event on the deciding snapshot, after the built-in secret masks; a
     // failing mask drops the event's input (counted as decision_log_dropped{reason="mask_error"}).
     decisionLog.setMask(policy.mask);
+    live = await startLiveRevocation(cfg, { handler: policy.handler, logger, registry: metrics.registry });
     if (policyCfg.maskEntrypoint !== undefined) {
       logger.info({ mask_entrypoint: policyCfg.maskEntrypoint }, "decision log masked by the policy");
     }
@@ -287,6 +293,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
 
   // 4. NATS.
   const onResult = (ev: ResultEvent) => {
+    live?.onResult(ev);
     metrics.observeDecision(decisionSampleFromResult(ev, policyCfg.entrypoint));
     if (ev.dropped) metrics.observeDropped(ev.dropped);
     else if (ev.result.error?.code === "request_expired") metrics.observeDropped("expired");

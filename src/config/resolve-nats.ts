@@ -10,7 +10,7 @@ import { Secret, type FieldReader, type NatsAuth, type Problems, type ResolvedNa
 const SUBJECT = /^[^\s.*>]+(\.[^\s.*>]+)*$/;
 const QUEUE = /^[^\s]+$/;
 
-function checkServerUrl(s: string, field: string, problems: Problems): string | undefined {
+export function checkServerUrl(s: string, field: string, problems: Problems): string | undefined {
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(s) ? s : `nats://${s}`;
   let url: URL;
   try {
@@ -38,6 +38,60 @@ function checkServerUrl(s: string, field: string, problems: Problems): string | 
   return withScheme;
 }
 
+/**
+ * The one authentication method under `p` (`nats`, or `revocation.nats`): user + password, token, nkey seed file or
+ * creds file; none when nothing is given. Problems go to `r.problems`.
+ */
+export function resolveNatsAuth(r: FieldReader, p: string): NatsAuth {
+  const { get, given, baseDir, problems } = r;
+  let auth: NatsAuth = { kind: "none" };
+  const methods = [
+    given(`${p}.user`) || given(`${p}.password`) ? `${p}.user` : undefined,
+    given(`${p}.token`) ? `${p}.token` : undefined,
+    given(`${p}.nkey_seed_file`) ? `${p}.nkey_seed_file` : undefined,
+    given(`${p}.creds_file`) ? `${p}.creds_file` : undefined,
+  ].filter((m): m is string => m !== undefined);
+  if (methods.length > 1) {
+    problems.push({
+      field: p,
+      message: `choose one authentication method, got ${methods.join(", ")}`,
+    });
+  } else if (methods[0] === `${p}.user`) {
+    if (!given(`${p}.user`)) problems.push({ field: `${p}.user`, message: `required with ${p}.password` });
+    else if (!given(`${p}.password`))
+      problems.push({ field: `${p}.password`, message: `required with ${p}.user` });
+    else
+      auth = {
+        kind: "user",
+        user: get<string>(`${p}.user`),
+        password: new Secret(get<string>(`${p}.password`)),
+      };
+  } else if (methods[0] === `${p}.token`) {
+    auth = { kind: "token", token: new Secret(get<string>(`${p}.token`)) };
+  } else if (methods[0] === `${p}.nkey_seed_file`) {
+    const file = get<string>(`${p}.nkey_seed_file`);
+    const text = readSecretFile(file, `${p}.nkey_seed_file`, baseDir, problems);
+    const key = text === undefined ? undefined : parseSeed(text, "SU", `${p}.nkey_seed_file`, problems);
+    if (key)
+      auth = { kind: "nkey", seed: key.seed, publicKey: key.publicKey, file: resolvePath(baseDir, file) };
+  } else if (methods[0] === `${p}.creds_file`) {
+    const file = get<string>(`${p}.creds_file`);
+    const text = readSecretFile(file, `${p}.creds_file`, baseDir, problems);
+    if (text !== undefined) {
+      if (!/-----BEGIN NATS USER JWT-----/.test(text) || !/-----BEGIN USER NKEY SEED-----/.test(text)) {
+        problems.push({
+          field: `${p}.creds_file`,
+          message: "not a creds file (needs a user JWT and a user seed)",
+        });
+      } else {
+        auth = { kind: "creds", creds: new Secret(text), file: resolvePath(baseDir, file) };
+      }
+    }
+  }
+
+  return auth;
+}
+
 /** Resolves `nats.*`; problems go to `r.problems`. */
 export function resolveNats(r: FieldReader): ResolvedNats {
   const { get, given, baseDir, problems } = r;
@@ -48,50 +102,7 @@ export function resolveNats(r: FieldReader): ResolvedNats {
     )
     .filter((s): s is string => s !== undefined);
 
-  let auth: NatsAuth = { kind: "none" };
-  const methods = [
-    given("nats.user") || given("nats.password") ? "nats.user" : undefined,
-    given("nats.token") ? "nats.token" : undefined,
-    given("nats.nkey_seed_file") ? "nats.nkey_seed_file" : undefined,
-    given("nats.creds_file") ? "nats.creds_file" : undefined,
-  ].filter((m): m is string => m !== undefined);
-  if (methods.length > 1) {
-    problems.push({
-      field: "nats",
-      message: `choose one authentication method, got ${methods.join(", ")}`,
-    });
-  } else if (methods[0] === "nats.user") {
-    if (!given("nats.user")) problems.push({ field: "nats.user", message: "required with nats.password" });
-    else if (!given("nats.password"))
-      problems.push({ field: "nats.password", message: "required with nats.user" });
-    else
-      auth = {
-        kind: "user",
-        user: get<string>("nats.user"),
-        password: new Secret(get<string>("nats.password")),
-      };
-  } else if (methods[0] === "nats.token") {
-    auth = { kind: "token", token: new Secret(get<string>("nats.token")) };
-  } else if (methods[0] === "nats.nkey_seed_file") {
-    const file = get<string>("nats.nkey_seed_file");
-    const text = readSecretFile(file, "nats.nkey_seed_file", baseDir, problems);
-    const key = text === undefined ? undefined : parseSeed(text, "SU", "nats.nkey_seed_file", problems);
-    if (key)
-      auth = { kind: "nkey", seed: key.seed, publicKey: key.publicKey, file: resolvePath(baseDir, file) };
-  } else if (methods[0] === "nats.creds_file") {
-    const file = get<string>("nats.creds_file");
-    const text = readSecretFile(file, "nats.creds_file", baseDir, problems);
-    if (text !== undefined) {
-      if (!/-----BEGIN NATS USER JWT-----/.test(text) || !/-----BEGIN USER NKEY SEED-----/.test(text)) {
-        problems.push({
-          field: "nats.creds_file",
-          message: "not a creds file (needs a user JWT and a user seed)",
-        });
-      } else {
-        auth = { kind: "creds", creds: new Secret(text), file: resolvePath(baseDir, file) };
-      }
-    }
-  }
+  const auth = resolveNatsAuth(r, "nats");
 
   let tls: ResolvedNats["tls"];
   if (given("nats.tls.ca_file") || given("nats.tls.cert_file") || given("nats.tls.key_file")) {

@@ -10,6 +10,7 @@ import { checkFile } from "./paths.js";
 import { resolveIdentity } from "./resolve-accounts.js";
 import { resolveNats } from "./resolve-nats.js";
 import { resolvePolicy } from "./resolve-policy.js";
+import { resolveRevocation } from "./resolve-revocation.js";
 import { collect, configDefault } from "./schema.js";
 import {
   isPlainObject,
@@ -61,6 +62,7 @@ export function resolveConfig(input: unknown, options: ResolveOptions = {}): Res
   };
 
   const policy = resolvePolicy(r, options);
+  const revocation = resolveRevocation(r, nats);
 
   // ---- log, decision log, metrics ----
   const log = { level: get<LogLevel>("log.level"), format: get<LogFormat>("log.format") };
@@ -94,5 +96,6 @@ export function resolveConfig(input: unknown, options: ResolveOptions = {}): Res
     warnings,
   };
   if (policy) out.policy = policy;
+  if (revocation) out.revocation = revocation;
   return out;
 }

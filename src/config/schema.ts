@@ -480,6 +480,92 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
     description: "Globs (Go filepath.Match) of bundle files the signature does not cover.",
   },
   {
+    path: "revocation.enabled",
+    type: "boolean",
+    kind: "boolean",
+    default: false,
+    description:
+      "Live revocation: when a new policy revision activates, re-decide every connection this replica authorized and disconnect (KICK) those now denied or no longer covered by their grant. Needs a system-account credential in revocation.nats.",
+  },
+  {
+    path: "revocation.nats.servers",
+    type: "string | string[]",
+    kind: "strings",
+    description: "Servers for the revocation connection (default: nats.servers; TLS files from nats.tls).",
+  },
+  {
+    path: "revocation.nats.user",
+    type: "string",
+    kind: "string",
+    description:
+      "User of the server's system_account allowed to publish $SYS.REQ.SERVER.*.KICK (and subscribe to _INBOX.>); needs revocation.nats.password.",
+  },
+  {
+    path: "revocation.nats.password",
+    type: "string",
+    kind: "string",
+    secret: true,
+    description: "Password for revocation.nats.user.",
+  },
+  {
+    path: "revocation.nats.token",
+    type: "string",
+    kind: "string",
+    secret: true,
+    description: "Token of the system-account user (alternative to user/password, nkey or creds).",
+  },
+  {
+    path: "revocation.nats.nkey_seed_file",
+    type: "path",
+    kind: "string",
+    description: "File holding the system-account user's nkey seed (SU…).",
+  },
+  {
+    path: "revocation.nats.creds_file",
+    type: "path",
+    kind: "string",
+    description: "Creds file of the system-account user (operator mode).",
+  },
+  {
+    path: "revocation.rate_per_second",
+    type: "integer",
+    kind: "integer",
+    default: 200,
+    min: 1,
+    max: 100_000,
+    description:
+      "Most KICKs sent per second (token bucket, burst of a tenth of a second): a revision that revokes 10k connections takes 50 s at the default instead of reconnecting them all at once.",
+  },
+  {
+    path: "revocation.periodic_seconds",
+    type: "integer",
+    kind: "integer",
+    default: 0,
+    min: 0,
+    max: 86_400,
+    description:
+      "Also re-decide every live connection every N seconds, for time-dependent policies (office hours); 0 turns it off.",
+  },
+  {
+    path: "revocation.max_live_grants",
+    type: "integer",
+    kind: "integer",
+    default: 100_000,
+    min: 1,
+    max: 10_000_000,
+    description:
+      "Most live grants kept in memory (about 15 MB of heap per 10k, see docs/operations.md); beyond it the oldest is forgotten (counted in nats_opa_callout_live_grants_evicted_total) and keeps its grant until its JWT expires.",
+  },
+  {
+    path: "revocation.concurrency",
+    type: "integer",
+    kind: "integer",
+    default: 4,
+    min: 1,
+    max: 256,
+    description: "Re-evaluations running at once during a run (each yields to logins between evaluations).",
+  },
+  {
     path: "log.level",
     type: LOG_LEVELS.map((l) => `"${l}"`).join(" | "),
     kind: "enum",

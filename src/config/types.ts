@@ -94,6 +94,21 @@ export interface ServiceConfig {
   log?: { level?: LogLevel; format?: LogFormat };
   decision_log?: { destination?: string };
   metrics?: { listen?: string };
+  revocation?: {
+    enabled?: boolean;
+    nats?: {
+      servers?: string | string[];
+      user?: string;
+      password?: string;
+      token?: string;
+      nkey_seed_file?: string;
+      creds_file?: string;
+    };
+    rate_per_second?: number;
+    periodic_seconds?: number;
+    max_live_grants?: number;
+    concurrency?: number;
+  };
 }
 
 export type FieldKind = "string" | "strings" | "integer" | "boolean" | "enum" | "accounts";
@@ -223,6 +238,19 @@ export interface ResolvedEvaluation {
   maxMemoryMb: number;
 }
 
+/** Live revocation (revocation.*), when enabled. */
+export interface ResolvedRevocation {
+  /** Servers of the revocation connection (default nats.servers). */
+  servers: string[];
+  /** The system-account credential (never "none": resolution requires one). */
+  auth: NatsAuth;
+  ratePerSecond: number;
+  /** 0 = no periodic re-evaluation. */
+  periodicSeconds: number;
+  maxLiveGrants: number;
+  concurrency: number;
+}
+
 export type DecisionLogDestination = { kind: "stdout" } | { kind: "off" } | { kind: "file"; path: string };
 
 export interface ResolvedConfig {
@@ -243,6 +271,8 @@ export interface ResolvedConfig {
   decisionLog: DecisionLogDestination;
   /** null: no metrics/health listener. */
   metrics: { listen: { host: string; port: number } | null };
+  /** Live revocation; absent unless revocation.enabled. */
+  revocation?: ResolvedRevocation;
   /** Non-fatal findings (e.g. SYS in the allow-list); the caller logs them. */
   warnings: string[];
 }

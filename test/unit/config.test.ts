@@ -688,6 +688,14 @@ describe("config fixes: keys, URLs, paths, listen addresses, the input type", ()
       log: { level: "info", format: "json" },
       decision_log: { destination: "stdout" },
       metrics: { listen: "off" },
+      revocation: {
+        enabled: true,
+        nats: { servers: "s", user: "u", password: "p", token: "t", nkey_seed_file: "f", creds_file: "f" },
+        rate_per_second: 1,
+        periodic_seconds: 0,
+        max_live_grants: 1,
+        concurrency: 1,
+      },
     };
     const leaves = (o: Record<string, unknown>, pre: string): string[] =>
       Object.entries(o).flatMap(([k, v]) =>
