@@ -36,6 +36,7 @@ import { signerFromSeed, xkeyFromSeed } from "./callout/keys.js";
 import { resolveConfig, type ResolvedConfig, type ServiceConfig } from "./config.js";
 import { CalloutError, ConfigError, type ErrorCode } from "./errors.js";
 import { silentLogger, type Logger } from "./log.js";
+import { createTopologyWatch } from "./topology-watch.js";
 
 // ---------------------------------------------------------------------------------------------------
 // Public types
@@ -268,6 +269,7 @@ function errorType(err: unknown): string {
 export async function startCallout(options: StartCalloutOptions): Promise<CalloutService> {
   const cfg = isResolved(options.config) ? options.config : resolveConfig(options.config);
   const log = (options.logger ?? silentLogger).child({ component: "service" });
+  const topology = createTopologyWatch(log.child({ component: "topology" }));
   const authorize = createAuthorizer(coreOptionsFromConfig(cfg), options.handler);
   const nextId = decisionIdGenerator();
   const { maxConcurrency, maxQueue } = cfg.limits;
@@ -329,6 +331,7 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
     } else {
       log.debug({ decision_id: ev.decisionId, account: o.grant.account }, "authorization allowed");
     }
+    topology.observe(ev.result);
     try {
       options.onResult?.(ev);
     } catch (err) {
