@@ -150,6 +150,8 @@ export async function generateTopology(o: {
   /** authorization.timeout in seconds. */
   timeout: number;
   xkey?: boolean;
+  /** Policy directory written into service.yaml (default: the example policies). */
+  policyDir?: string;
 }): Promise<GeneratedTopology> {
   const dir = mkdtempSync(join(tmpdir(), "topology-"));
   const clusters: TopologyOptions["clusters"] = [];
@@ -182,7 +184,7 @@ export async function generateTopology(o: {
     port: first.port,
     accounts: ["APP"],
     xkey: o.xkey ?? true,
-    policyDir: join(REPO_ROOT, "policies"),
+    policyDir: o.policyDir ?? join(REPO_ROOT, "policies"),
     metricsListen: `127.0.0.1:${await freePort()}`,
     timeout: o.timeout,
     force: false,
@@ -243,7 +245,11 @@ export async function localSubs(server: ServerProc, account: string, subject: st
 }
 
 /** Names of route peers that told `server` about interest in `subject` in `account`. */
-export async function routedInterest(server: ServerProc, account: string, subject: string): Promise<Set<string>> {
+export async function routedInterest(
+  server: ServerProc,
+  account: string,
+  subject: string,
+): Promise<Set<string>> {
   const rz = await server.monitorJson<{
     routes?: { remote_name?: string; subscriptions_list_detail?: { subject: string; sid?: string }[] }[];
   }>("/routez?subs=detail");
@@ -268,16 +274,19 @@ export async function waitForReplicas(
   total: number,
 ): Promise<void> {
   const up = servers.filter((s) => s.alive());
-  await waitFor(`${total} subscribers on ${subject} known to ${up.map((s) => s.name).join(",")}`, async () => {
-    const locals = await Promise.all(up.map((s) => localSubs(s, account, subject)));
-    if (locals.reduce((a, b) => a + b, 0) !== total) return undefined;
-    const holders = up.filter((_, i) => (locals[i] ?? 0) > 0).map((s) => s.name);
-    for (const s of up) {
-      const known = await routedInterest(s, account, subject);
-      if (holders.some((h) => h !== s.name && !known.has(h))) return undefined;
-    }
-    return true;
-  });
+  await waitFor(
+    `${total} subscribers on ${subject} known to ${up.map((s) => s.name).join(",")}`,
+    async () => {
+      const locals = await Promise.all(up.map((s) => localSubs(s, account, subject)));
+      if (locals.reduce((a, b) => a + b, 0) !== total) return undefined;
+      const holders = up.filter((_, i) => (locals[i] ?? 0) > 0).map((s) => s.name);
+      for (const s of up) {
+        const known = await routedInterest(s, account, subject);
+        if (holders.some((h) => h !== s.name && !known.has(h))) return undefined;
+      }
+      return true;
+    },
+  );
 }
 
 /** The generated secret of `init` (e.g. "callout_password", "issuer_seed", "leaf_issuer_seed"). */
