@@ -12,11 +12,13 @@
  * Runs on both server versions. TOPOLOGY_SCALE=full for larger storms.
  */
 import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { serverMatrix, authTimeoutSeconds } from "../helpers/nats-server.js";
 import {
   generateTopology,
   removeTopology,
+  secretOf,
   startHub,
   waitForReplicas,
   type GeneratedTopology,
@@ -24,6 +26,7 @@ import {
 } from "../helpers/cluster.js";
 import { skipWithoutOpa } from "../helpers/opa.js";
 import {
+  CLIENT_PASS,
   FULL,
   SCALE_NAME,
   decisionsByServer,
@@ -175,6 +178,19 @@ for (const server of serverMatrix()) {
         );
         assertOnlyAuthFailures(res.errors);
         assert.equal(r2b.child.alive(), false);
+      });
+
+      test("no replica log line or decision event carries a secret", () => {
+        const keys = ["callout_password", "issuer_seed", "xkey_seed", "route_password"];
+        const secrets = [CLIENT_PASS, ...keys.map((k) => secretOf(g!, k))];
+        for (const r of replicas) {
+          const text =
+            r.child.output() + (existsSync(r.decisionLog) ? readFileSync(r.decisionLog, "utf8") : "");
+          assert.ok(text.length > 0, `${r.label} wrote something`);
+          secrets.forEach((sec, i) =>
+            assert.ok(!text.includes(sec), `${r.label}: secret #${i} in its output`),
+          );
+        }
       });
     },
   );

@@ -171,6 +171,14 @@ describe("init topology flags", () => {
     assertNoPathAroundThePolicy(opts.dir, topo, false);
   });
 
+  test("--websocket with --cluster 2 on one host: each member gets its own websocket port", async () => {
+    const { topo } = await initWith({ cluster: "2" }, { websocket: true, wsPort: 8080 });
+    assert.deepEqual(
+      topo.servers.map((s) => /websocket \{\s*listen: "([^"]+)"/.exec(read(s.file))?.[1]),
+      ["127.0.0.1:8080", "127.0.0.1:8081"],
+    );
+  });
+
   test("--leaf closed", async () => {
     const { topo, opts } = await initWith({ leaf: "closed" });
     assert.equal(topo.servers.length, 1);
