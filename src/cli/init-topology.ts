@@ -8,9 +8,10 @@
  *   override only their own addresses. Route and gateway listeners require a generated password (an open
  *   cluster port lets any server join and carry its own clients in).
  * - The hub's leafnode listener admits only the generated leaf user, bound to one target account.
- * - The leaf either runs its own `auth_callout` (fresh keys, served by a replica connected **at the leaf**:
- *   nats-server #7030, a replica at the hub cannot serve it) or admits nobody: its only user is an nkey whose
- *   seed is never written. A leaf without auth is never generated: its clients would skip the policy.
+ * - The leaf either runs its own `auth_callout` (fresh keys, served by a replica connected **at the leaf**: its
+ *   callout account is never linked to the hub, which would put the leaf in the hub's callout account) or
+ *   admits nobody: its only user is an nkey whose seed is never written. A leaf without auth is never
+ *   generated: its clients would skip the policy.
  *
  * Outcomes: files written (0600 when they hold passwords), or a UsageError naming the flag before anything
  * is written. Operator mode supports clusters and gateways; leaf nodes are config mode only.

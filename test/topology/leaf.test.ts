@@ -4,7 +4,9 @@
  * - callout: the leaf runs its own auth_callout (fresh keys) served by a replica connected AT the leaf.
  *   Leaf clients are decided by that replica: an allowed user's messages reach the hub's account, a denied
  *   user and an anonymous client are refused. The leaf's own link to the hub uses the generated leaf user
- *   and never reaches the hub's callout.
+ *   and never reaches the hub's callout. A replica at the hub (holding the leaf's keys) cannot serve the leaf.
+ * - callout account linked over a second leaf link (never generated): a hub replica then serves the leaf, and a
+ *   plain subscriber at the leaf receives the hub's login requests.
  * - closed: the leaf admits no client at all (anonymous, user/password, any nkey), while its link to the
  *   hub is up.
  * - no auth (hand-written, never generated): any anonymous client of the leaf publishes into the hub's
@@ -15,7 +17,7 @@
  * see every decision and the service's log lines. Both server versions.
  */
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -175,6 +177,97 @@ for (const server of serverMatrix()) {
         hubSeen.every((r) => r.client_info.kind !== "Leafnode" && r.server_id.name !== "leaf"),
         "the leaf's link used the generated leaf user, not the hub's callout; leaf clients never reach the hub's callout",
       );
+
+      // A replica at the HUB holding the leaf's keys cannot serve the leaf: the leaf's callout account has no link.
+      await leafSvc.stop();
+      const misplacedSeen: AuthorizationRequest[] = [];
+      const misplaced = await startCallout({
+        config: {
+          mode: "config",
+          nats: { servers: hub!.url, user: "callout", password: secretOf(g, "callout_password") },
+          issuer: { seed: secretOf(g, "leaf_issuer_seed") },
+          xkey: { seed: secretOf(g, "leaf_xkey_seed") },
+          accounts: ["APP"],
+        },
+        handler: policy(misplacedSeen),
+      });
+      cleanup.push(() => misplaced.stop());
+      const refused = await login(leaf.url, ALICE);
+      assert.equal(typeof refused, "string", "no replica at the leaf: its clients cannot log in");
+      assert.equal(misplacedSeen.length, 0, "the replica at the hub never saw the leaf's requests");
+    });
+
+    test("linking the leaf's callout account to the hub (never generated) exposes the hub's login requests", async () => {
+      // The shape where a replica at the hub does serve the leaf: a second leaf link binds the leaf's AUTH to the
+      // hub's AUTH. It works, and it hands the hub's callout account to whoever holds that link's credentials.
+      const g = await generateTopology({ clusters: [1], timeout: authTimeoutSeconds() });
+      cleanup.push(async () => removeTopology(g));
+      const [hubPort, leafnodePort, leafPort] = [await freePort(), await freePort(), await freePort()];
+      const shared = readFileSync(join(g.dir, "nats-server.conf"), "utf8");
+      const hubConf = join(g.dir, "linked-hub.conf");
+      writeFileSync(
+        hubConf,
+        `include "nats-server.conf"\nserver_name: "hub"\nlisten: "127.0.0.1:${hubPort}"\n` +
+          `leafnodes { listen: "127.0.0.1:${leafnodePort}", authorization { users: [ ` +
+          `{ user: "l-app", password: "p-app", account: APP }, { user: "l-auth", password: "p-auth", account: AUTH } ] } }\n`,
+      );
+      const hub = await startServerFile({
+        bin: server.bin,
+        file: hubConf,
+        name: "linked-hub",
+        port: hubPort,
+        workDir: g.dir,
+      });
+      cleanup.push(() => hub.kill());
+      // The leaf: the same callout setup (keys included) and two links, APP→APP and AUTH→AUTH.
+      const leafConf = join(g.dir, "linked-leaf.conf");
+      writeFileSync(
+        leafConf,
+        shared.replace(/^listen:.*$/m, `listen: "127.0.0.1:${leafPort}"`) +
+          `\nserver_name: "leaf"\nleafnodes { remotes: [ ` +
+          `{ urls: ["nats-leaf://l-app:p-app@127.0.0.1:${leafnodePort}"], account: APP }, ` +
+          `{ urls: ["nats-leaf://l-auth:p-auth@127.0.0.1:${leafnodePort}"], account: AUTH } ] }\n`,
+      );
+      const leaf = await startServerFile({
+        bin: server.bin,
+        file: leafConf,
+        name: "linked-leaf",
+        port: leafPort,
+        workDir: g.dir,
+      });
+      cleanup.push(() => leaf.kill());
+      await waitFor("two leaf links", async () => {
+        const lz = await hub.monitorJson<{ leafnodes?: number }>("/leafz");
+        return (lz.leafnodes ?? 0) >= 2 ? true : undefined;
+      });
+      const seen: AuthorizationRequest[] = [];
+      const svc = await replica(g, hub.url, "", seen);
+      cleanup.push(() => svc.stop());
+      const atLeaf = await waitFor("a leaf login served from the hub", async () => {
+        const nc = await login(leaf.url, ALICE);
+        return typeof nc === "string" ? undefined : nc;
+      });
+      await atLeaf.close();
+      assert.ok(
+        seen.some((r) => r.server_id.name === "leaf"),
+        "the hub's replica decided the leaf's login",
+      );
+
+      // The cost: a plain subscriber in the leaf's AUTH receives the hub's authorization requests.
+      const spy = await mustLogin(leaf.url, { user: "callout", pass: secretOf(g, "callout_password") });
+      cleanup.push(() => spy.close());
+      let copies = 0;
+      spy.subscribe("$SYS.REQ.USER.AUTH", {
+        callback: () => {
+          copies++;
+        },
+      });
+      await spy.flush();
+      await waitFor("a copy of a hub login's request at the leaf", async () => {
+        const nc = await login(hub.url, ALICE);
+        if (typeof nc !== "string") await nc.close();
+        return copies > 0 ? true : undefined;
+      });
     });
 
     let closed: GeneratedTopology | undefined;
