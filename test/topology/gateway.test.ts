@@ -8,9 +8,13 @@
  *   gateway);
  * - with no replica in cluster 2, its logins cross the gateway and are answered by cluster 1's replica.
  *
+ * And the links' passwords: a server without them is refused as a route and as a gateway; with them it joins.
+ *
  * Both server versions.
  */
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { startCallout } from "../../src/service.js";
 import type { AuthorizationRequest, Grant } from "../../src/types.js";
@@ -19,11 +23,14 @@ import {
   removeTopology,
   secretOf,
   startHub,
+  startServerFile,
+  waitFor,
   waitForReplicas,
   type GeneratedTopology,
   type ServerProc,
 } from "../helpers/cluster.js";
 import { authTimeoutSeconds, serverMatrix } from "../helpers/nats-server.js";
+import { freePort } from "../helpers/ports.js";
 import { spreadStorm, CLIENT_PASS } from "./helpers.js";
 
 const GRANT: Grant = { account: "APP", pub: { allow: ["app.>"] }, sub: { allow: ["app.>", "_INBOX.>"] } };
@@ -98,6 +105,55 @@ for (const server of serverMatrix()) {
       );
       assert.equal(r.failed, 0, `logins on ${b1.name} without a local replica: ${JSON.stringify(r.errors)}`);
       assert.deepEqual(count(seenA), { [b1.name]: LOGINS });
+    });
+
+    test("a server without the generated passwords cannot join as a route or a gateway", async () => {
+      const [a1] = hub as [ServerProc];
+      const m = g!.options.clusters[0]!.members[0]!;
+      const rogue = async (label: string, link: string, pw: string | undefined) => {
+        const port = await freePort();
+        const file = join(g!.dir, `rogue-${label}.conf`);
+        const cred = pw === undefined ? "" : `${label === "route" ? "route" : "gateway"}:${pw}@`;
+        const body =
+          label === "route"
+            ? `cluster { name: "callout-1", listen: "127.0.0.1:${await freePort()}", routes: [ "nats-route://${cred}127.0.0.1:${m.clusterPort}" ] }`
+            : `gateway { name: "rogue", listen: "127.0.0.1:${await freePort()}", gateways: [ { name: "callout-1", urls: [ "nats://${cred}127.0.0.1:${m.gatewayPort}" ] } ] }`;
+        writeFileSync(file, `server_name: "rogue-${label}-${link}"\nlisten: "127.0.0.1:${port}"\n${body}\n`);
+        return startServerFile({
+          bin: server.bin,
+          file,
+          name: `rogue-${label}-${link}`,
+          port,
+          workDir: g!.dir,
+        });
+      };
+      const peers = async () => {
+        const rz = await a1.monitorJson<{ routes?: { remote_name?: string }[] }>("/routez");
+        const gz = await a1.monitorJson<{ inbound_gateways?: Record<string, unknown> }>("/gatewayz");
+        return {
+          routes: (rz.routes ?? []).map((r) => r.remote_name),
+          gateways: Object.keys(gz.inbound_gateways ?? {}),
+        };
+      };
+      for (const label of ["route", "gateway"]) {
+        const without = await rogue(label, "nopass", undefined);
+        await waitFor(`${label} without password refused`, () =>
+          /authorization violation/i.test(without.log()) ? true : undefined,
+        );
+        const p = await peers();
+        assert.ok(
+          !p.routes.includes(without.name) && !p.gateways.includes("rogue"),
+          `${label} joined: ${JSON.stringify(p)}`,
+        );
+        await without.kill();
+        // Control: with the generated password the same server does join (so the refusal above is the password's).
+        const withPw = await rogue(label, "pass", secretOf(g!, `${label}_password`));
+        await waitFor(`${label} with the password joins`, async () => {
+          const q = await peers();
+          return q.routes.includes(withPw.name) || q.gateways.includes("rogue") ? true : undefined;
+        });
+        await withPw.kill();
+      }
     });
   });
 }
