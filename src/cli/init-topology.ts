@@ -88,10 +88,11 @@ const q = (s: string): string => JSON.stringify(s);
 const hostPort = (h: string, p: number): string => `${h.includes(":") ? `[${h}]` : h}:${p}`;
 const password = (): string => randomBytes(24).toString("base64url");
 
-function parseHostPort(flag: string, v: string, defPort?: number): { host: string; port: number } {
+/** `host` or `host:port` (IPv6 in brackets); the port is undefined when not given. */
+function parseHostPort(flag: string, v: string): { host: string; port: number | undefined } {
   const m = /^(\[[^\]]+\]|[^:\s]+)(?::(\d+))?$/.exec(v.trim());
-  const port = m?.[2] !== undefined ? Number(m[2]) : defPort;
-  if (!m || port === undefined || !Number.isInteger(port) || port < 1 || port > 65535) {
+  const port = m?.[2] !== undefined ? Number(m[2]) : undefined;
+  if (!m || (port !== undefined && (port < 1 || port > 65535))) {
     throw new UsageError(`--${flag}: "${v}" is not host or host:port`);
   }
   return { host: (m[1] as string).replace(/^\[|\]$/g, ""), port };
@@ -109,7 +110,7 @@ export function topologyFromFlags(
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean)
-    .map((h) => parseHostPort("members", h, opts.port));
+    .map((h) => parseHostPort("members", h));
   const perCluster = str("cluster") !== undefined ? intFlag("cluster", str("cluster"), 1, 1, 64) : undefined;
   let n = perCluster ?? (hosts.length > 0 ? hosts.length / k : 1);
   if (!Number.isInteger(n) || n < 1) {
@@ -163,7 +164,7 @@ export function topologyFromFlags(
       throw new UsageError(`--leaf-account: "${account}" is not one of --accounts`);
     }
     const l = parseHostPort("leaf-listen", str("leaf-listen") ?? "127.0.0.1:4322");
-    t.leaf = { shape, host: l.host, port: l.port, account };
+    t.leaf = { shape, host: l.host, port: l.port ?? 4322, account };
   }
   checkAddresses(t);
   return t;

@@ -8,13 +8,22 @@
  * login on the other (both server versions).
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { connect, credsAuthenticator } from "@nats-io/transport-node";
 import { parse } from "yaml";
-import { bcryptHash, runInit, type InitOptions } from "../../src/cli/init.js";
+import { bcryptHash, initCommand, runInit, type InitOptions } from "../../src/cli/init.js";
 import { topologyFromFlags, writeTopology, type TopologyResult } from "../../src/cli/init-topology.js";
 import { UsageError } from "../../src/cli/common.js";
 import { startProcess, type Child } from "../../bench/lib/process.js";
@@ -158,6 +167,14 @@ describe("init topology flags", () => {
     assert.doesNotMatch(s1, /@10\.0\.0\.1:6222"/, "no route to itself");
   });
 
+  test("--members naming one host twice: consecutive ports there too", async () => {
+    const { topo } = await initWith({ members: "127.0.0.1,127.0.0.1,10.0.0.9" });
+    assert.deepEqual(
+      topo.servers.map((s) => `${s.member.host}:${s.member.port}/${s.member.clusterPort}`),
+      ["127.0.0.1:4222/6222", "127.0.0.1:4223/6223", "10.0.0.9:4222/6222"],
+    );
+  });
+
   test("--gateways 2 --cluster 2 --leaf callout: every shape at once stays closed", async () => {
     const { topo, opts } = await initWith({ gateways: "2", cluster: "2", leaf: "callout" });
     assert.deepEqual(
@@ -188,6 +205,47 @@ describe("init topology flags", () => {
   test("operator mode: clusters and gateways, the operator JWT inline", async () => {
     const { topo, opts } = await initWith({ cluster: "2", gateways: "2" }, { operator: true });
     assertNoPathAroundThePolicy(opts.dir, topo, true);
+  });
+
+  test("the CLI: init --cluster 2 --leaf closed writes every file, prints the steps, never a secret", async () => {
+    const dir = baseOpts().dir;
+    const printed: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((chunk: string) => (
+      printed.push(String(chunk)),
+      true
+    )) as typeof process.stdout.write;
+    let code: number;
+    try {
+      code = await initCommand(["--dir", dir, "--cluster", "2", "--leaf", "closed", "--bcrypt-cost", "4"]);
+    } finally {
+      process.stdout.write = write;
+    }
+    assert.equal(code, 0);
+    const text = printed.join("");
+    for (const f of ["servers/callout-s1.conf", "servers/callout-s2.conf", "leaf/nats-server.conf"]) {
+      assert.ok(existsSync(join(dir, f)), f);
+      assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, `${f} holds link passwords`);
+      assert.ok(text.includes(`nats-server -c ${join(dir, f)}`), `next steps name ${f}`);
+    }
+    const routePw = /nats-route:\/\/route:([^@]+)@/.exec(read(join(dir, "servers/callout-s1.conf")))?.[1];
+    assert.ok(routePw && !text.includes(routePw), "the route password is not printed");
+  });
+
+  test("the CLI refuses to overwrite a topology file, before writing anything", async () => {
+    const dir = baseOpts().dir;
+    mkdirSync(join(dir, "servers"));
+    writeFileSync(join(dir, "servers", "callout-s2.conf"), "mine");
+    await assert.rejects(
+      initCommand(["--dir", dir, "--cluster", "2", "--bcrypt-cost", "4"]),
+      (e: unknown) => {
+        assert.ok(e instanceof UsageError);
+        assert.match(e.message, /callout-s2\.conf exists; use --force/);
+        return true;
+      },
+    );
+    assert.deepEqual(readdirSync(dir), ["servers"], "nothing else written");
+    assert.equal(read(join(dir, "servers", "callout-s2.conf")), "mine");
   });
 
   test("bad flags name the flag, before anything is written", () => {
