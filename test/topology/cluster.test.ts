@@ -102,7 +102,7 @@ for (const server of serverMatrix()) {
           },
         });
         // r1 was given only s1's URL: it reconnects through the URLs the cluster advertised.
-        await r1.child.waitFor(/"state":"connected"[^\n]*"server":"[^"]*"/, 30_000, mark);
+        await r1.child.waitFor(/"state":"connected"/, 30_000, mark);
         const failoverMs = performance.now() - killedAt;
         const r = await storm;
         await killing;
