@@ -36,7 +36,9 @@ export const TOPOLOGY_HELP = `Topologies (docs/operations.md#topologies; any of 
                          connected at the leaf) or "closed" (admits no client at all)
   --leaf-listen <h:p>    the leaf's client address (default: 127.0.0.1:4322)
   --leafnode-port <n>    the hub's leafnode port of the first member on a host (default: 7422)
-  --leaf-account <name>  the hub account the leaf is bound to (default: the first of --accounts)`;
+  --leaf-account <name>  the hub account the leaf is bound to (default: the first of --accounts)
+  Files: servers/<member>.conf per server (0600: link passwords), service-<cluster>.yaml per
+  further cluster, leaf/nats-server.conf (+ leaf/service.yaml and keys with --leaf callout).`;
 
 /** parseArgs option specs of the topology flags (merged into init's). */
 export const TOPOLOGY_FLAGS = {
