@@ -17,7 +17,7 @@ MASK_ENTRYPOINT ?= nats/authz/mask
 NODE_TEST := node --import tsx --test --test-concurrency=1 --test-reporter=spec
 
 .PHONY: help tools deps build typecheck lint fmt test test-unit test-integration test-reliability \
-        policy-fmt policy-check policy-test policy-build policy capabilities docs run bench clean
+        test-topology policy-fmt policy-check policy-test policy-build policy capabilities docs run bench clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -84,9 +84,12 @@ test-integration: deps tools build ## against real nats-server (latest and 2.10)
 test-reliability: deps tools build ## reliability suite (RELIABILITY_SCALE=full for the full size)
 	$(NODE_TEST) $$(find test/reliability -name '*.test.ts' 2>/dev/null | sort)
 
-test: deps tools ## everything CI runs: lint, typecheck, policy pipeline, unit, integration, reduced reliability
+test-topology: deps tools ## clusters, gateways, leaf nodes from init's configs (TOPOLOGY_SCALE=full for the full size)
+	$(NODE_TEST) $$(find test/topology -name '*.test.ts' 2>/dev/null | sort)
+
+test: deps tools ## everything CI runs: lint, typecheck, policy pipeline, unit, integration, reduced reliability and topology
 	@mkdir -p build
-	$(MAKE) --no-print-directory lint typecheck policy test-unit test-integration test-reliability
+	$(MAKE) --no-print-directory lint typecheck policy test-unit test-integration test-reliability test-topology
 
 ## ---- run / bench ----
 run: deps tools build ## local nats-server + the service + example policies

@@ -47,6 +47,7 @@ import { noNonceReporter, nonceObserver } from "./callout/nkey-proof.js";
 import { resolveConfig, type ResolvedConfig, type ServiceConfig } from "./config.js";
 import { CalloutError, ConfigError, type ErrorCode } from "./errors.js";
 import { silentLogger, type Logger } from "./log.js";
+import { createTopologyWatch } from "./topology-watch.js";
 
 // ---------------------------------------------------------------------------------------------------
 // Public types
@@ -314,6 +315,7 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
     options.handler,
   );
   const replier: Replier = createReplier(() => nc);
+  const topology = createTopologyWatch(log.child({ component: "topology" }));
   const nextId = decisionIdGenerator();
   const { maxConcurrency, maxQueue } = cfg.limits;
 
@@ -373,6 +375,7 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
     } else {
       log.debug({ decision_id: ev.decisionId, account: o.grant.account }, "authorization allowed");
     }
+    topology.observe(ev.result);
     try {
       options.onResult?.(ev);
     } catch (err) {

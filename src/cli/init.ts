@@ -20,6 +20,7 @@ import { stringify } from "yaml";
 import { EXIT, EXIT_CODES_HELP, UsageError, asUsage, intFlag, out } from "./common.js";
 import { serviceConfigDoc, type InitLayout } from "./init-config.js";
 import { initRevocation, REVOCATION_USER } from "./init-revocation.js";
+import * as topology from "./init-topology.js";
 
 export const INIT_HELP = `Usage: nats-opa-callout init [options]
 
@@ -46,6 +47,8 @@ Options:
                          revocation.enabled in service.yaml (live revocation, docs/operations.md)
   --print-secrets        also print the generated seeds and password (default: never printed)
   -h, --help             show this help
+
+${topology.TOPOLOGY_HELP}
 
 Files (config mode): issuer.nk, xkey.nk, service.yaml (0600: holds the callout user's password),
 nats-server.conf (0600: the password's bcrypt hash). Operator mode adds operator.jwt, <ACCOUNT>.jwt/.nk, callout.creds, sentinel.creds.
@@ -302,7 +305,8 @@ ${targets.map((t) => `#           ${t.name} ${t.kp.getPublicKey()}`).join("\n")}
 # Clients connect with sentinel.creds plus their user/password or token; the callout places them.
 listen: ${hcl(`${opts.host}:${opts.port}`)}
 ${wsBlock}
-operator: ${hcl(join(dir, "operator.jwt"))}
+# The operator JWT inline (also in operator.jwt): the config works on any host, from any directory.
+operator: ${hcl(operatorJwt)}
 system_account: ${hcl(sys.getPublicKey())}
 resolver: MEMORY
 resolver_preload: {
@@ -374,6 +378,7 @@ export async function initCommand(argv: string[]): Promise<number> {
         revocation: { type: "boolean" },
         "bcrypt-cost": { type: "string" },
         help: { type: "boolean", short: "h" },
+        ...topology.TOPOLOGY_FLAGS,
       },
     }));
   } catch (e) {
@@ -403,7 +408,12 @@ export async function initCommand(argv: string[]): Promise<number> {
     bcryptCost: intFlag("bcrypt-cost", values["bcrypt-cost"] as string | undefined, 11, 4, 16),
   };
   if (opts.accounts.length === 0) throw new UsageError("--accounts: at least one target account is required");
+  const topo = topology.topologyFromFlags(values, opts);
+  if (topo) topology.checkTopologyTargets(topo, resolve(opts.dir), opts.force);
   const res = await runInit(opts);
+  const topoRes = topo && (await topology.writeTopology(topo, res, opts, { runInit, bcryptHash }));
+  if (topoRes) res.files.push(...topoRes.files);
+  if (topoRes) Object.assign(res.secrets, topoRes.secrets);
   const rel = (p: string) => {
     const r = relative(process.cwd(), p) || ".";
     return r.startsWith("..") ? p : r;
@@ -412,9 +422,10 @@ export async function initCommand(argv: string[]): Promise<number> {
   for (const f of res.files) out(`  ${rel(f.path)}${f.secret ? "   (secret, 0600)" : ""}`);
   out("");
   out("Next:");
-  out(`  nats-server -c ${rel(join(res.dir, "nats-server.conf"))}`);
+  if (topoRes) topology.topologyNextSteps(topoRes, rel).forEach((l) => out(l));
+  else out(`  nats-server -c ${rel(join(res.dir, "nats-server.conf"))}`);
   out(`  nats-opa-callout check --policy-dir ${rel(res.layout.policyDir)}`);
-  out(`  nats-opa-callout serve --config ${rel(join(res.dir, "service.yaml"))}`);
+  if (!topoRes) out(`  nats-opa-callout serve --config ${rel(join(res.dir, "service.yaml"))}`);
   if (res.layout.mode === "operator") {
     out(`Clients connect with ${rel(join(res.dir, "sentinel.creds"))} plus their user/password or token.`);
   }
