@@ -64,7 +64,13 @@ const req = (name: string, subject: string, body?: unknown): RawOp => ({
   ...(body === undefined ? {} : { body: JSON.stringify(body) }),
 });
 
-const pushConfig = (name: string, filter: Record<string, unknown>, deliver: string): unknown => ({
+const pushConfig = (
+  stream: string,
+  name: string,
+  filter: Record<string, unknown>,
+  deliver: string,
+): unknown => ({
+  stream_name: stream,
   config: { name, ack_policy: "none", deliver_policy: "all", deliver_subject: deliver, ...filter },
 });
 
@@ -84,23 +90,30 @@ export const ATTACKS: readonly Attack[] = [
     name: "direct_get_body_smuggling",
     threat: "an allowed last-by-subject DIRECT.GET carrying a {seq} body for the victim's message",
     op: (t, a) =>
-      req("direct_get_body_smuggling", `${a}.DIRECT.GET.${t.ownStream}.${t.ownSubject}`, { seq: t.victimSeq }),
+      req("direct_get_body_smuggling", `${a}.DIRECT.GET.${t.ownStream}.${t.ownSubject}`, {
+        seq: t.victimSeq,
+      }),
   },
   {
     name: "direct_get_batch",
     threat: "batch/multi-last DIRECT.GET over the victim's filter",
     op: (t, a) =>
-      req("direct_get_batch", `${a}.DIRECT.GET.${t.victimStream}`, { multi_last: [t.victimFilter], batch: 10 }),
+      req("direct_get_batch", `${a}.DIRECT.GET.${t.victimStream}`, {
+        multi_last: [t.victimFilter],
+        batch: 10,
+      }),
   },
   {
     name: "stream_msg_get",
     threat: "read the victim's value via STREAM.MSG.GET last_by_subj",
-    op: (t, a) => req("stream_msg_get", `${a}.STREAM.MSG.GET.${t.victimStream}`, { last_by_subj: t.victimSubject }),
+    op: (t, a) =>
+      req("stream_msg_get", `${a}.STREAM.MSG.GET.${t.victimStream}`, { last_by_subj: t.victimSubject }),
   },
   {
     name: "stream_info_subjects_filter",
     threat: "list every key/subject of the stream (STREAM.INFO with subjects_filter)",
-    op: (t, a) => req("stream_info_subjects_filter", `${a}.STREAM.INFO.${t.victimStream}`, { subjects_filter: ">" }),
+    op: (t, a) =>
+      req("stream_info_subjects_filter", `${a}.STREAM.INFO.${t.victimStream}`, { subjects_filter: ">" }),
   },
   {
     name: "stream_list",
@@ -119,7 +132,7 @@ export const ATTACKS: readonly Attack[] = [
       req(
         "consumer_create_victim_filter",
         `${a}.CONSUMER.CREATE.${t.victimStream}.evil.${t.victimFilter}`,
-        pushConfig("evil", { filter_subject: t.victimFilter }, "_INBOX.alice.evil"),
+        pushConfig(t.victimStream, "evil", { filter_subject: t.victimFilter }, "_INBOX.alice.evil"),
       ),
   },
   {
@@ -129,7 +142,7 @@ export const ATTACKS: readonly Attack[] = [
       req(
         "consumer_create_wider_filter",
         `${a}.CONSUMER.CREATE.${t.ownStream}.evil.${t.ownFilter}`,
-        pushConfig("evil", { filter_subject: ">" }, "_INBOX.alice.evil"),
+        pushConfig(t.ownStream, "evil", { filter_subject: ">" }, "_INBOX.alice.evil"),
       ),
   },
   {
@@ -139,7 +152,7 @@ export const ATTACKS: readonly Attack[] = [
       req(
         "consumer_create_filter_subjects",
         `${a}.CONSUMER.CREATE.${t.ownStream}.evil.${t.ownFilter}`,
-        pushConfig("evil", { filter_subjects: [t.victimFilter] }, "_INBOX.alice.evil"),
+        pushConfig(t.ownStream, "evil", { filter_subjects: [t.victimFilter] }, "_INBOX.alice.evil"),
       ),
   },
   {
@@ -149,7 +162,7 @@ export const ATTACKS: readonly Attack[] = [
       req(
         "consumer_create_unfiltered_subject",
         `${a}.CONSUMER.CREATE.${t.victimStream}`,
-        pushConfig("evil", { filter_subject: t.victimFilter }, "_INBOX.alice.evil"),
+        pushConfig(t.victimStream, "evil", { filter_subject: t.victimFilter }, "_INBOX.alice.evil"),
       ),
   },
   {
@@ -167,7 +180,12 @@ export const ATTACKS: readonly Attack[] = [
       req(
         "deliver_subject_injection",
         `${a}.CONSUMER.CREATE.${t.ownStream}.evil2.${t.ownSubject}`,
-        pushConfig("evil2", { filter_subject: t.ownSubject }, `${a}.STREAM.PURGE.${t.victimStream}`),
+        pushConfig(
+          t.ownStream,
+          "evil2",
+          { filter_subject: t.ownSubject },
+          `${a}.STREAM.PURGE.${t.victimStream}`,
+        ),
       ),
   },
   {
@@ -243,7 +261,9 @@ const dec = new TextDecoder();
 
 function isPermission(err: unknown): boolean {
   const e = err as { cause?: unknown };
-  return err instanceof errors.PermissionViolationError || e?.cause instanceof errors.PermissionViolationError;
+  return (
+    err instanceof errors.PermissionViolationError || e?.cause instanceof errors.PermissionViolationError
+  );
 }
 
 /** Runs one raw operation with nats.js; same outcomes as test/clients/go-jetstream. */
@@ -285,7 +305,9 @@ export async function runRawOp(nc: NatsConnection, op: RawOp): Promise<OpResult>
     // The server answers a refused SUB with -ERR before the PONG of this flush.
     await nc.flush();
     sub.unsubscribe();
-    return refused ? r(isPermission(refused) ? "permission" : "error", String(refused)) : r("ok", "subscribed");
+    return refused
+      ? r(isPermission(refused) ? "permission" : "error", String(refused))
+      : r("ok", "subscribed");
   }
   return r("error", `kind ${op.kind} is run by the Go client only`);
 }

@@ -48,16 +48,20 @@ export interface JsStack {
   stop(): Promise<void>;
 }
 
-/** The jetstream block (JetStream domain "hub", so $JS.hub.API works too); the store lives in the stack's temp dir. */
+/** The server config's jetstream block; the store lives in the stack's temp dir. */
 function jetstreamBlock(dir: string): string {
-  return `jetstream { store_dir: "${join(dir, "js")}", domain: hub, max_memory_store: 64MB, max_file_store: 256MB }`;
+  return `jetstream { store_dir: "${join(dir, "js")}", max_memory_store: 64MB, max_file_store: 256MB }`;
 }
 
 /**
  * Starts nats-server with JetStream (config or operator mode), the policy engine on `policyDir` and the
  * service (target accounts APP and OPS). On a failure stops what was already started.
  */
-export async function startJetStreamStack(o: { bin: string; mode: JsMode; policyDir: string }): Promise<JsStack> {
+export async function startJetStreamStack(o: {
+  bin: string;
+  mode: JsMode;
+  policyDir: string;
+}): Promise<JsStack> {
   const dir = mkdtempSync(join(tmpdir(), "nats-js-"));
   let server: NatsServer | undefined;
   let engine: PolicyEngineHandle | undefined;
@@ -114,9 +118,16 @@ export async function startJetStreamStack(o: { bin: string; mode: JsMode; policy
     }
     engine = await createPolicyEngine({ dir: o.policyDir, opaBin: OPA_BIN ?? "opa", watch: false });
     const svc = await startCallout({
-      config: { ...serviceConfig, log: { level: "warn" }, expiry: { default_seconds: 600, max_seconds: 3600 } },
+      config: {
+        ...serviceConfig,
+        log: { level: "warn" },
+        expiry: { default_seconds: 600, max_seconds: 3600 },
+      },
       handler: engine.handler,
-      onResult: (e) => { if (process.env.JS_DEBUG) console.error(JSON.stringify({ ...e.result, meta: undefined }).slice(0, 600)); },
+      onResult: (e) => {
+        if (process.env.JS_DEBUG)
+          console.error(JSON.stringify({ ...e.result, meta: undefined }).slice(0, 600));
+      },
     });
     const started = { server, engine };
     const stack: JsStack = {

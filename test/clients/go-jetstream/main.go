@@ -68,22 +68,11 @@ func (p *permissions) add(err error) {
 	p.seen = append(p.seen, err.Error())
 }
 
-func (p *permissions) saw(subject string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, s := range p.seen {
-		if strings.Contains(strings.ToLower(s), "permissions violation") && strings.Contains(s, `"`+subject+`"`) {
-			return true
-		}
-	}
-	return false
-}
-
 // waitFor polls until the server reported a permissions violation for subject, or wait passes.
 func (p *permissions) waitFor(subject string) bool {
 	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
-		if p.saw(subject) {
+		if p.sawLike(`"` + subject + `"`) {
 			return true
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -111,9 +100,36 @@ func classify(msg *nats.Msg) result {
 	return result{Outcome: "ok", Detail: string(msg.Data)}
 }
 
+// sawLike reports whether a permissions violation mentioning part was reported.
+func (p *permissions) sawLike(part string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.seen {
+		if strings.Contains(strings.ToLower(s), "permissions violation") && strings.Contains(s, part) {
+			return true
+		}
+	}
+	return false
+}
+
 func run(nc *nats.Conn, js jetstream.JetStream, legacy nats.JetStreamContext, perms *permissions, o op) result {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
+	// nats.go reports a refused publish asynchronously (ErrorHandler): stop waiting as soon as it arrives.
+	watchFor := `"` + o.Subject + `"`
+	if o.Kind == "watch" {
+		watchFor = "CONSUMER.CREATE." + o.Stream
+	}
+	go func() {
+		for ctx.Err() == nil {
+			if perms.sawLike(watchFor) {
+				cancel()
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	refused := func() bool { return perms.sawLike(watchFor) }
 	msg := nats.NewMsg(o.Subject)
 	msg.Data = []byte(o.Body)
 	for k, v := range o.Headers {
@@ -123,7 +139,7 @@ func run(nc *nats.Conn, js jetstream.JetStream, legacy nats.JetStreamContext, pe
 	case "request":
 		resp, err := nc.RequestMsgWithContext(ctx, msg)
 		if err != nil {
-			if isPermission(err) || perms.saw(o.Subject) {
+			if isPermission(err) || refused() {
 				return result{Outcome: "permission", Detail: err.Error()}
 			}
 			return result{Outcome: "timeout", Detail: err.Error()}
@@ -132,7 +148,7 @@ func run(nc *nats.Conn, js jetstream.JetStream, legacy nats.JetStreamContext, pe
 	case "publish":
 		ack, err := js.PublishMsg(ctx, msg)
 		if err != nil {
-			if isPermission(err) || perms.saw(o.Subject) {
+			if isPermission(err) || refused() {
 				return result{Outcome: "permission", Detail: err.Error()}
 			}
 			var apiErr *jetstream.APIError
@@ -166,7 +182,7 @@ func run(nc *nats.Conn, js jetstream.JetStream, legacy nats.JetStreamContext, pe
 			}
 		}, nats.OrderedConsumer(), nats.BindStream(o.Stream), nats.DeliverLastPerSubject())
 		if err != nil {
-			if isPermission(err) {
+			if isPermission(err) || refused() {
 				return result{Outcome: "permission", Detail: err.Error()}
 			}
 			var apiErr *nats.APIError
@@ -180,6 +196,9 @@ func run(nc *nats.Conn, js jetstream.JetStream, legacy nats.JetStreamContext, pe
 		case m := <-got:
 			return result{Outcome: "ok", Detail: string(m.Data)}
 		case <-ctx.Done():
+			if refused() {
+				return result{Outcome: "permission", Detail: "consumer create refused"}
+			}
 			return result{Outcome: "timeout", Detail: "no message"}
 		}
 	}
