@@ -8,6 +8,8 @@
  */
 import { errors, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { compareVersions } from "./nats-server.js";
 
 /** What an attack aims at: the victim's stream/subject/consumer and the attacker's own scope. */
 export interface Target {
@@ -26,6 +28,8 @@ export interface Target {
   ownStream: string;
   ownSubject: string;
   ownFilter: string;
+  /** An own subject whose stored message is a purge request for the victim's subject ({"filter": …}). */
+  injectSubject: string;
   /** Bytes of the victim's data that must never come back to the attacker. */
   secret: string;
 }
@@ -310,4 +314,63 @@ export async function runRawOp(nc: NatsConnection, op: RawOp): Promise<OpResult>
       : r("ok", "subscribed");
   }
   return r("error", `kind ${op.kind} is run by the Go client only`);
+}
+
+/** Library functions that let a client create consumers on its own data (push consumers with a deliver subject). */
+const CREATES_CONSUMERS = new Set([
+  "kv_watch",
+  "kv_list",
+  "kv_read",
+  "kv_read_write",
+  "obj_read",
+  "obj_read_write",
+  "stream_ordered",
+]);
+
+/**
+ * Whether `attack` is expected to succeed for a client holding `granted` library functions on a server of
+ * `version` — the documented exceptions (docs/jetstream.md); every other attack must be refused:
+ * - deliver_subject_injection before 2.11: the server accepts a JetStream API subject as deliver subject
+ *   (2.11+ refuses it); the consumer is created, but its deliveries never execute the purge (the victim's data
+ *   is checked afterwards);
+ * - consumer_info_victim with kv_list: CONSUMER.INFO.<stream>.* answers for a consumer whose name is known.
+ */
+export function attackMaySucceed(attack: string, version: string, granted: readonly string[]): boolean {
+  if (attack === "deliver_subject_injection") {
+    return compareVersions(version, "2.11.0") < 0 && granted.some((f) => CREATES_CONSUMERS.has(f));
+  }
+  return attack === "consumer_info_victim" && granted.includes("kv_list");
+}
+
+/** Problems of `r` for the attack table: a leak, or an outcome other than the expected one. */
+export function attackProblem(r: OpResult, t: Target, maySucceed: boolean): string | undefined {
+  const leaked = r.detail.includes(t.secret);
+  const ok = maySucceed ? r.outcome === "ok" || REFUSED.has(r.outcome) : REFUSED.has(r.outcome);
+  return leaked || !ok ? `${r.name}: ${r.outcome} ${r.detail.slice(0, 160)}` : undefined;
+}
+
+/** The same attacks through @nats-io/kv's own calls, on the victim "bob" of bucket `kv`. */
+export async function kvClientAttacks(kv: KV): Promise<string[]> {
+  const attempts: [string, () => Promise<unknown>][] = [
+    ["kv.get(bob.secret)", () => kv.get("bob.secret")],
+    [
+      "kv.keys()",
+      async () => {
+        for await (const k of await kv.keys()) return k;
+      },
+    ],
+    ["kv.watch(bob.>)", () => kv.watch({ key: "bob.>" })],
+    ["kv.history(bob.secret)", () => kv.history({ key: "bob.secret" })],
+    ["kv.put(bob.secret)", () => kv.put("bob.secret", "owned")],
+    ["kv.delete(bob.secret)", () => kv.delete("bob.secret")],
+  ];
+  const wrong: string[] = [];
+  for (const [name, f] of attempts) {
+    const res = await f().then(
+      (v) => `resolved ${JSON.stringify(v)?.slice(0, 80)}`,
+      (e: unknown) => String(e),
+    );
+    if (!/Permissions Violation/.test(res)) wrong.push(`${name}: ${res}`);
+  }
+  return wrong;
 }
