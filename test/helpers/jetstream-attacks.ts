@@ -271,11 +271,11 @@ function isPermission(err: unknown): boolean {
 }
 
 /** Runs one raw operation with nats.js; same outcomes as test/clients/go-jetstream. */
-export async function runRawOp(nc: NatsConnection, op: RawOp): Promise<OpResult> {
+export async function runRawOp(nc: NatsConnection, op: RawOp, timeoutMs = 5000): Promise<OpResult> {
   const r = (outcome: Outcome, detail: string): OpResult => ({ name: op.name, outcome, detail });
   if (op.kind === "request") {
     try {
-      const m = await nc.request(op.subject, op.body ?? "", { timeout: 5000 });
+      const m = await nc.request(op.subject, op.body ?? "", { timeout: timeoutMs });
       if (m.headers && m.headers.code !== 0) return r("status", `${m.headers.code} ${m.headers.description}`);
       const text = dec.decode(m.data);
       try {

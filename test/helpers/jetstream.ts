@@ -48,9 +48,9 @@ export interface JsStack {
   stop(): Promise<void>;
 }
 
-/** The server config's jetstream block; the store lives in the stack's temp dir. */
+/** The jetstream block, in JetStream domain "hub" (so $JS.hub.API works too); the store lives in the stack's temp dir. */
 function jetstreamBlock(dir: string): string {
-  return `jetstream { store_dir: "${join(dir, "js")}", max_memory_store: 64MB, max_file_store: 256MB }`;
+  return `jetstream { store_dir: "${join(dir, "js")}", domain: hub, max_memory_store: 64MB, max_file_store: 256MB }`;
 }
 
 /**

@@ -97,7 +97,12 @@ interface Ctx {
 /** The intended operations of each library function (login password "grant=<name>"). */
 const HELPERS: Record<
   string,
-  { target: keyof typeof TARGETS; ops(nc: NatsConnection, c: Ctx): Promise<void> }
+  {
+    target: keyof typeof TARGETS;
+    /** API prefixes the attack table runs through (default $JS.API). */
+    apis?: string[];
+    ops(nc: NatsConnection, c: Ctx): Promise<void>;
+  }
 > = {
   kv_get: {
     target: "kv",
@@ -156,6 +161,15 @@ const HELPERS: Record<
     target: "kv",
     async ops(nc) {
       await kvReadWrite(await openPrefs(nc));
+    },
+  },
+  "kv_read_write+hub": {
+    target: "kv",
+    apis: ["$JS.hub.API", "$JS.API"],
+    async ops(nc) {
+      await kvReadWrite(
+        await new Kvm(jetstream(nc, { domain: "hub" })).open("prefs", { allow_direct: true }),
+      );
     },
   },
   obj_read: {
@@ -428,10 +442,23 @@ for (const sb of serverMatrix()) {
             const nc = await c.connectAs(helper);
             const wrong: string[] = [];
             try {
-              for (const attack of ATTACKS) {
-                const r = await runRawOp(nc, attack.op(t, "$JS.API"));
-                const problem = attackProblem(r, t, attackMaySucceed(attack.name, c.sb.version, [helper]));
-                if (problem) wrong.push(problem);
+              for (const api of h.apis ?? ["$JS.API"]) {
+                for (const attack of ATTACKS) {
+                  const op = attack.op(t, api);
+                  const mark = c.stack.server.logMark();
+                  let r = await runRawOp(nc, op, api === "$JS.API" ? 5000 : 1500);
+                  if (r.outcome === "timeout" && api !== "$JS.API") {
+                    // The domain's own server maps $JS.<domain>.API.> to $JS.API.> and refuses the mapped
+                    // subject silently (no -ERR to the client): the refusal is in the server log.
+                    const mapped = op.subject.replace(api, "$JS.API");
+                    const violation = new RegExp(`Publish Violation.*"${mapped.replace(/[$.*>]/g, "\\$&")}"`);
+                    await c.stack.server.waitForLog(violation, { mark, timeoutMs: 5000 });
+                    r = { ...r, outcome: "permission", detail: `server log: violation for ${mapped}` };
+                  }
+                  const granted = [helper.replace(/\+hub$/, "")];
+                  const problem = attackProblem(r, t, attackMaySucceed(attack.name, c.sb.version, granted));
+                  if (problem) wrong.push(`${api} ${problem}`);
+                }
               }
               if (t.kind === "kv") wrong.push(...(await kvClientAttacks(await openPrefs(nc))));
             } finally {
@@ -467,6 +494,23 @@ for (const sb of serverMatrix()) {
             await kvA.delete("alice.k2");
             await assert.rejects(kvA.purge("alice.k2"), /rollup/i, "kv.purge() needs rollups");
             await c.jsm.streams.update("KV_prefs", { ...si.config, allow_rollup_hdrs: true });
+          } finally {
+            await nc.close();
+          }
+        });
+
+        it("domain: on the domain's own server the mapped $JS.API subject is checked too (domain-only grant fails)", async () => {
+          const nc = await c.connectAs("kv_read_write@hub");
+          try {
+            const mark = c.stack.server.logMark();
+            // The server maps $JS.hub.API.> to $JS.API.> and drops the request there: no reply, no -ERR.
+            await assert.rejects(
+              nc.request("$JS.hub.API.DIRECT.GET.KV_prefs.$KV.prefs.alice.note", "", { timeout: 2000 }),
+            );
+            await c.stack.server.waitForLog(
+              /Publish Violation.*"\$JS\.API\.DIRECT\.GET\.KV_prefs\.\$KV\.prefs\.alice\.note"/,
+              { mark },
+            );
           } finally {
             await nc.close();
           }
