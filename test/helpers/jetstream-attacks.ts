@@ -328,24 +328,24 @@ const CREATES_CONSUMERS = new Set([
 ]);
 
 /**
- * Whether `attack` is expected to succeed for a client holding `granted` library functions on a server of
- * `version` — the documented exceptions (docs/jetstream.md); every other attack must be refused:
- * - deliver_subject_injection before 2.11: the server accepts a JetStream API subject as deliver subject
- *   (2.11+ refuses it); the consumer is created, but its deliveries never execute the purge (the victim's data
- *   is checked afterwards);
+ * Whether `attack` succeeds for a client holding `granted` library functions on a server of `version`: the
+ * documented exceptions (docs/jetstream.md), asserted so the docs stay true; every other attack must be refused.
+ * - deliver_subject_injection before 2.11: the server accepts a JetStream API subject as deliver subject (2.11+
+ *   refuses it) and creates the consumer; whether its delivery executes the purge is checked afterwards on the
+ *   victim's data;
  * - consumer_info_victim with kv_list: CONSUMER.INFO.<stream>.* answers for a consumer whose name is known.
  */
-export function attackMaySucceed(attack: string, version: string, granted: readonly string[]): boolean {
+export function attackSucceeds(attack: string, version: string, granted: readonly string[]): boolean {
   if (attack === "deliver_subject_injection") {
     return compareVersions(version, "2.11.0") < 0 && granted.some((f) => CREATES_CONSUMERS.has(f));
   }
   return attack === "consumer_info_victim" && granted.includes("kv_list");
 }
 
-/** Problems of `r` for the attack table: a leak, or an outcome other than the expected one. */
-export function attackProblem(r: OpResult, t: Target, maySucceed: boolean): string | undefined {
+/** What is wrong with `r`: a leak of the victim's data, or an outcome other than the expected one. */
+export function attackProblem(r: OpResult, t: Target, succeeds: boolean): string | undefined {
   const leaked = r.detail.includes(t.secret);
-  const ok = maySucceed ? r.outcome === "ok" || REFUSED.has(r.outcome) : REFUSED.has(r.outcome);
+  const ok = succeeds ? r.outcome === "ok" : REFUSED.has(r.outcome);
   return leaked || !ok ? `${r.name}: ${r.outcome} ${r.detail.slice(0, 160)}` : undefined;
 }
 

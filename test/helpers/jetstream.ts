@@ -178,7 +178,14 @@ export function libraryPolicyDir(files: Record<string, string>): string {
 export const GO_CLIENT_DIR = join(REPO_ROOT, "test", "clients", "go-jetstream");
 
 /** Builds the nats.go prober into build/go-jetstream once; a reason string when that is impossible. */
+let goClient: { bin: string } | { skip: string } | undefined;
+
 export function buildGoClient(): { bin: string } | { skip: string } {
+  goClient ??= buildGoClientOnce();
+  return goClient;
+}
+
+function buildGoClientOnce(): { bin: string } | { skip: string } {
   const go = spawnSync("go", ["version"], { encoding: "utf8" });
   if (go.status !== 0) return { skip: "go not found on PATH: the nats.go client tests are skipped" };
   const out = join(REPO_ROOT, "build", "go-jetstream");
