@@ -124,10 +124,6 @@ export async function startJetStreamStack(o: {
         expiry: { default_seconds: 600, max_seconds: 3600 },
       },
       handler: engine.handler,
-      onResult: (e) => {
-        if (process.env.JS_DEBUG)
-          console.error(JSON.stringify({ ...e.result, meta: undefined }).slice(0, 600));
-      },
     });
     const started = { server, engine };
     const stack: JsStack = {
