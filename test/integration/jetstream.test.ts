@@ -577,6 +577,36 @@ for (const sb of serverMatrix()) {
             await assertVictimIntact(c);
           },
         );
+
+        it(
+          "nats.go: the attack table is refused for every library function",
+          { skip: "skip" in go ? go.skip : false },
+          async () => {
+            if (!("bin" in go)) return;
+            const wrong: string[] = [];
+            for (const [helper, h] of Object.entries(HELPERS)) {
+              const t = TARGETS[h.target]!;
+              const input = {
+                url: c.stack.server.url,
+                user: "alice",
+                pass: `grant=${helper}`,
+                inbox: "_INBOX.alice",
+                creds: c.stack.sentinelCredsFile ?? "",
+                ops: ATTACKS.map((a) => a.op(t, "$JS.API")),
+              };
+              const p = await runGoClient(go.bin, JSON.stringify(input));
+              assert.equal(p.status, 0, `go client failed for ${helper}: ${p.stderr}`);
+              const granted = [helper.replace(/\+hub$/, "")];
+              for (const r of JSON.parse(p.stdout) as OpResult[]) {
+                const problem = attackProblem(r, t, attackSucceeds(r.name, c.sb.version, granted));
+                if (problem) wrong.push(`${helper} ${problem}`);
+              }
+            }
+            assert.deepEqual(wrong, [], "attacks not refused (nats.go)");
+            for (const t of Object.values(TARGETS)) await awaitInjectedDelivery(c, t.ownStream);
+            await assertVictimIntact(c);
+          },
+        );
       },
     );
   }

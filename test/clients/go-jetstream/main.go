@@ -49,6 +49,7 @@ type result struct {
 	Name    string `json:"name"`
 	Outcome string `json:"outcome"`
 	Detail  string `json:"detail"`
+	Millis  int64  `json:"ms"`
 }
 
 const wait = 3 * time.Second
@@ -191,7 +192,9 @@ func run(nc *nats.Conn, js jetstream.JetStream, legacy nats.JetStreamContext, pe
 			}
 			return result{Outcome: "error", Detail: err.Error()}
 		}
-		defer sub.Unsubscribe()
+		// No Unsubscribe: for an ephemeral consumer it sends CONSUMER.DELETE, which the grant does not include
+		// (nats.go would wait out its timeout). The server removes the consumer once the connection is gone.
+		_ = sub
 		select {
 		case m := <-got:
 			return result{Outcome: "ok", Detail: string(m.Data)}
@@ -240,8 +243,10 @@ func main() {
 	}
 	out := make([]result, 0, len(in.Ops))
 	for _, o := range in.Ops {
+		start := time.Now()
 		r := run(nc, js, legacy, perms, o)
 		r.Name = o.Name
+		r.Millis = time.Since(start).Milliseconds()
 		out = append(out, r)
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
