@@ -126,7 +126,7 @@ test_role_templates_render_to_valid_subjects if {
 }
 
 test_role_fields_are_known_and_typed if {
-	known := {"description", "pub", "sub", "account", "connection_types", "source_cidrs", "window", "resp", "limits", "expires_in"}
+	known := {"description", "pub", "sub", "account", "connection_types", "source_cidrs", "window", "resp", "limits", "expires_in", "jetstream"}
 	every _, role in callout.roles {
 		every key, _ in role {
 			key in known

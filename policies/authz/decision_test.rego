@@ -8,7 +8,17 @@ test_allow_document if {
 		"allow": true,
 		"account": "APP",
 		"name": "bob",
-		"pub": {"allow": ["orders.query.>"], "deny": ["$SYS.>"]},
+		"pub": {
+			"allow": [
+				"$JS.API.CONSUMER.CREATE.KV_prefs.*.$KV.prefs.bob.>",
+				"$JS.API.CONSUMER.INFO.KV_prefs.*",
+				"$JS.API.DIRECT.GET.KV_prefs.$KV.prefs.bob.>",
+				"$JS.FC.KV_prefs.>",
+				"$KV.prefs.bob.>",
+				"orders.query.>",
+			],
+			"deny": ["$SYS.>"],
+		},
 		"sub": {"allow": ["_INBOX.bob.>", "orders.events.>"], "deny": ["$SYS.>"]},
 		"expires_in": 3600,
 		"allowed_connection_types": ["STANDARD"],

@@ -100,10 +100,14 @@ _all_templates := {t | some kind in ["pub", "sub"]; some list in ["allow", "deny
 # One render per evaluation: the user name is checked once (subject.token), templates structurally.
 _rendered := subject.render_all(_all_templates, _vars)
 
-# Every template rendered (false if the name were unsafe: then _rendered is undefined).
-_rendered_ok if count(_rendered) == count(_all_templates)
+# Every template rendered (false if the name were unsafe: then _rendered is undefined), and every
+# JetStream spec built (authz/jetstream.rego).
+_rendered_ok if {
+	count(_rendered) == count(_all_templates)
+	_js_ok
+}
 
-_subjects(kind, list) := sort({_rendered[t] | some t in _templates(kind, list)})
+_subjects(kind, list) := sort({_rendered[t] | some t in _templates(kind, list)} | _js_subjects(kind, list))
 
 _permission(kind) := {"allow": _subjects(kind, "allow"), "deny": _subjects(kind, "deny")}
 

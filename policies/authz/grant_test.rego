@@ -6,7 +6,7 @@ import data.nats.authz
 
 test_roles_default_to_standard_connections if {
 	authz.grant.allowed_connection_types == ["STANDARD"] with input as login("bob", "bob-pw")
-	authz.authz_failure == "connection_type_not_allowed" with input as login_via("bob", "bob-pw", "WEBSOCKET")
+	authz.authz_failure == "connection_type_not_allowed" with input as login_via("carol", "carol-pw", "WEBSOCKET")
 	authz.authz_failure == "connection_type_not_allowed" with input as login_via("bob", "bob-pw", "MQTT")
 
 	# data may widen the default
@@ -117,6 +117,81 @@ test_permissions_are_rendered_per_user if {
 	"$JS.API.DIRECT.GET.KV_prefs.$KV.prefs.alice.>" in g.pub.allow
 	g.pub.deny == ["$SYS.>"]
 	g.sub.deny == ["$SYS.>"]
+}
+
+# ---- JetStream specs (authz/jetstream.rego, built by policies/lib/jetstream.rego) ----
+
+_kv_rights(user) := [
+	concat("", ["$JS.API.CONSUMER.CREATE.KV_prefs.*.$KV.prefs.", user, ".>"]),
+	"$JS.API.CONSUMER.INFO.KV_prefs.*",
+	concat("", ["$JS.API.DIRECT.GET.KV_prefs.$KV.prefs.", user, ".>"]),
+	"$JS.FC.KV_prefs.>",
+	concat("", ["$KV.prefs.", user, ".>"]),
+]
+
+test_prefs_kv_gives_alice_and_bob_their_own_keys_only if {
+	a := authz.grant with input as login("alice", "alice-pw")
+	every s in _kv_rights("alice") {
+		s in a.pub.allow
+	}
+	b := authz.grant with input as login("bob", "bob-pw")
+	every s in _kv_rights("bob") {
+		s in b.pub.allow
+	}
+
+	# the leaking STREAM.INFO (subjects_filter lists every key) is gone, and nothing bucket-wide is granted
+	every g in [a, b] {
+		every s in g.pub.allow {
+			not contains(s, "STREAM.")
+			not s in {"$KV.prefs.>", "$JS.API.DIRECT.GET.KV_prefs", "$JS.API.INFO"}
+		}
+	}
+}
+
+test_prefs_kv_is_the_only_role_over_websocket_for_bob if {
+	g := authz.grant with input as login_via("bob", "bob-pw", "WEBSOCKET")
+	g.pub.allow == _kv_rights("bob")
+	g.sub.allow == ["_INBOX.bob.>"]
+}
+
+test_jetstream_specs_take_user_in_names_and_other_arguments if {
+	role := {"jetstream": [
+		{"grant": "obj_read", "bucket": "files-{user}"},
+		{"grant": "stream_pull", "stream": "ORDERS", "prefix": ["orders", "{user}"], "consumer": "{user}", "domain": "hub"},
+	]}
+	g := authz.grant with input as login("bob", "bob-pw") with data.callout.roles["orders-reader"] as role with data.callout.users.bob.roles as ["orders-reader"]
+	"$JS.API.STREAM.INFO.OBJ_files-bob" in g.pub.allow
+	"$JS.hub.API.CONSUMER.MSG.NEXT.ORDERS.bob" in g.pub.allow
+}
+
+test_bad_jetstream_specs_fail_closed if {
+	every spec in [
+		{"grant": "no_such_function", "bucket": "prefs", "prefix": ["{user}"]},
+		{"grant": "kv_read", "bucket": "prefs"},
+		{"grant": "kv_read", "bucket": "prefs", "prefix": ["{user}"], "typo": true},
+		{"grant": "kv_read", "bucket": "pre.fs", "prefix": ["{user}"]},
+		{"grant": "kv_read", "bucket": "prefs", "prefix": "{user}"},
+	] {
+		authz.authz_failure == "policy_data_error" with input as login("bob", "bob-pw") with data.callout.roles["prefs-kv"].jetstream as [spec]
+	}
+}
+
+test_every_jetstream_function_is_reachable_from_data if {
+	every spec in [
+		{"grant": "kv_get", "bucket": "b", "prefix": ["{user}"]},
+		{"grant": "kv_watch", "bucket": "b", "prefix": ["{user}"]},
+		{"grant": "kv_read", "bucket": "b", "prefix": ["{user}"]},
+		{"grant": "kv_write", "bucket": "b", "prefix": ["{user}"]},
+		{"grant": "kv_admin", "bucket": "b"},
+		{"grant": "obj_read_write", "bucket": "b-{user}"},
+		{"grant": "obj_admin", "bucket": "b-{user}"},
+		{"grant": "stream_publish", "prefix": ["s", "{user}"]},
+		{"grant": "stream_get", "stream": "S", "prefix": ["s", "{user}"]},
+		{"grant": "stream_ordered", "stream": "S", "prefix": ["s", "{user}"], "api": "JS.x.API"},
+	] {
+		g := authz.grant with input as login("bob", "bob-pw") with data.callout.roles["prefs-kv"].jetstream as [spec]
+		count(g.pub.allow) > 1 # orders.query.> plus the spec's rights
+	}
 }
 
 test_permissions_are_sorted_and_deduplicated if {
