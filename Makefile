@@ -9,15 +9,20 @@ export NATS_SERVER_BIN ?= $(TOOLS_BIN)/nats-server
 export NATS_SERVER_210_BIN ?= $(TOOLS_BIN)/nats-server-2.10
 export OPA_BIN ?= $(TOOLS_BIN)/opa
 
+# The policy pipeline works on any policy directory: make policy POLICY_DIR=mine
 POLICY_DIR ?= policies
-CAPABILITIES := $(POLICY_DIR)/capabilities.json
+# The directory's own capabilities.json, else this repository's (the builtins the service's wasm engine supports).
+CAPABILITIES ?= $(firstword $(wildcard $(POLICY_DIR)/capabilities.json) policies/capabilities.json)
 ENTRYPOINT ?= nats/authz/decision
-# Decision-log mask rule (policies/authz/mask.rego), for services with policy.mask_entrypoint; empty to leave it out.
-MASK_ENTRYPOINT ?= nats/authz/mask
+# Decision-log mask rule, for services with policy.mask_entrypoint: the example's (policies/authz/mask.rego) by
+# default for policies/, none for other directories; set it to build one, empty to leave it out.
+MASK_ENTRYPOINT ?= $(if $(filter policies policies/,$(POLICY_DIR)),nats/authz/mask,)
+# The policy's own files (capabilities apply to these); *_test.rego files may use any builtin.
+POLICY_SOURCES = $$(find $(POLICY_DIR) -name '*.rego' ! -name '*_test.rego' ! -path '*/.*' | LC_ALL=C sort)
 NODE_TEST := node --import tsx --test --test-concurrency=1 --test-reporter=spec
 
 .PHONY: help tools deps build typecheck lint fmt test test-unit test-integration test-reliability \
-        policy-fmt policy-check policy-test policy-build policy capabilities docs run bench clean
+        policy-fmt policy-check policy-test policy-build policy capabilities docs run bench clean browser pack-check
 
 help: ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -49,8 +54,9 @@ fmt: deps ## format TypeScript and Rego
 policy-fmt: tools ## opa fmt --fail (no file would change)
 	$(OPA_BIN) fmt --list --fail $(POLICY_DIR)
 
-policy-check: tools ## opa check --strict with the host capabilities
-	$(OPA_BIN) check --strict --capabilities $(CAPABILITIES) $(POLICY_DIR)
+policy-check: tools ## opa check --strict: the policy against the capabilities, tests with any builtin
+	$(OPA_BIN) check --strict --capabilities $(CAPABILITIES) $(POLICY_SOURCES)
+	$(OPA_BIN) check --strict $(POLICY_DIR)
 
 policy-test: tools ## opa test with a 90% coverage gate
 	@mkdir -p build
@@ -78,7 +84,7 @@ test-unit: deps tools ## in-process unit tests (real opa for compiled fixtures)
 	@mkdir -p build
 	$(NODE_TEST) $$(find test/unit -name '*.test.ts' | sort)
 
-test-integration: deps tools build ## against real nats-server (latest and 2.10)
+test-integration: deps tools build browser ## against real nats-server (latest and 2.10), Chromium, npm pack
 	$(NODE_TEST) $$(find test/integration -name '*.test.ts' | sort)
 
 test-reliability: deps tools build ## reliability suite (RELIABILITY_SCALE=full for the full size)
@@ -87,6 +93,12 @@ test-reliability: deps tools build ## reliability suite (RELIABILITY_SCALE=full 
 test: deps tools ## everything CI runs: lint, typecheck, policy pipeline, unit, integration, reduced reliability
 	@mkdir -p build
 	$(MAKE) --no-print-directory lint typecheck policy test-unit test-integration test-reliability
+
+browser: ## headless Chromium for the browser test: apt-get install chromium when missing and root (else a skip)
+	@bash scripts/browser.sh
+
+pack-check: deps build ## npm pack, install the tarball into a temp prefix, run its CLI and scaffold a policy
+	$(NODE_TEST) test/integration/pack.test.ts
 
 ## ---- run / bench ----
 run: deps tools build ## local nats-server + the service + example policies

@@ -20,10 +20,11 @@ export const JETSTREAM_HELP = `  --jetstream            enable JetStream: server
   --js-store-dir <path>  where streams, KV and object stores are kept (default: <dir>/jetstream)
   --js-max-mem <size>    server-wide memory store cap (default: nats-server's, 75% of RAM)
   --js-max-file <size>   server-wide file store cap (default: nats-server's, up to 1 TB of disk)
-  --js-account-max-mem <size>   per target account: memory storage (default: -1, no account limit)
-  --js-account-max-file <size>  per target account: file storage (default: -1)
-  --js-account-max-streams <n>  per target account: streams, KV buckets and object stores (default: -1)
-  --js-account-max-consumers <n> per target account: consumers, watchers included (default: -1)
+  --js-account-max-mem <size>, --js-account-max-file <size>
+                         per target account: memory / file storage (default: -1, no account limit)
+  --js-account-max-streams <n>, --js-account-max-consumers <n>
+                         per target account: streams (KV buckets and object stores count) / consumers
+                         (watchers count) (default: -1)
                          Sizes are bytes or a number with K, M, G or T (powers of 1024); -1 = no limit.`;
 
 /** The parseArgs option table of the JetStream flags (merged into init's). */

@@ -20,6 +20,7 @@ import { stringify } from "yaml";
 import { EXIT, EXIT_CODES_HELP, UsageError, asUsage, intFlag, out } from "./common.js";
 import { serviceConfigDoc, type InitLayout } from "./init-config.js";
 import * as js from "./init-jetstream.js";
+import { POLICY_HELP, initPolicyCommand } from "./init-policy.js";
 
 export const INIT_HELP = `Usage: nats-opa-callout init [options]
 
@@ -42,6 +43,7 @@ ${js.JETSTREAM_HELP}
   --timeout <s>          nats-server authorization timeout in seconds (default: 2)
   --force                overwrite existing files
   --print-secrets        also print the generated seeds and password (default: never printed)
+${POLICY_HELP}
   -h, --help             show this help
 
 Files (config mode): issuer.nk, xkey.nk, service.yaml (0600: holds the callout user's password),
@@ -55,6 +57,7 @@ Examples:
 
   nats-opa-callout init --dir ./deploy-op --operator
   nats-opa-callout init --dir ./deploy-js --jetstream --js-account-max-file 1G
+  nats-opa-callout init --policy ./my-policy && opa test ./my-policy
 
 ${EXIT_CODES_HELP}
 `;
@@ -379,6 +382,7 @@ export async function initCommand(argv: string[]): Promise<number> {
         "bcrypt-cost": { type: "string" },
         help: { type: "boolean", short: "h" },
         ...js.JETSTREAM_FLAGS,
+        policy: { type: "string" },
       },
     }));
   } catch (e) {
@@ -388,6 +392,7 @@ export async function initCommand(argv: string[]): Promise<number> {
     out(INIT_HELP);
     return EXIT.OK;
   }
+  if (values.policy !== undefined) return initPolicyCommand(values);
   const opts: InitOptions = {
     dir: (values.dir as string | undefined) ?? "callout-config",
     operator: values.operator === true,

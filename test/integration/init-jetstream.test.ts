@@ -26,6 +26,8 @@ import { freePort, isListening } from "../helpers/ports.js";
 
 const MiB = 1024 * 1024;
 const LIMITS = {
+  maxMemory: 256 * MiB,
+  maxFile: 1024 * MiB,
   accountMaxMemory: 8 * MiB,
   accountMaxFile: 64 * MiB,
   accountMaxStreams: 5,
