@@ -14,6 +14,8 @@ POLICY_DIR ?= policies
 # The directory's own capabilities.json, else this repository's (the builtins the service's wasm engine supports).
 CAPABILITIES ?= $(firstword $(wildcard $(POLICY_DIR)/capabilities.json) policies/capabilities.json)
 ENTRYPOINT ?= nats/authz/decision
+# Where policy-test and policy-build write coverage.json and bundle.tar.gz.
+POLICY_OUT ?= build
 # Decision-log mask rule, for services with policy.mask_entrypoint: the example's (policies/authz/mask.rego) by
 # default for policies/, none for other directories; set it to build one, empty to leave it out.
 MASK_ENTRYPOINT ?= $(if $(filter policies policies/,$(POLICY_DIR)),nats/authz/mask,)
@@ -59,17 +61,17 @@ policy-check: tools ## opa check --strict: the policy against the capabilities, 
 	$(OPA_BIN) check --strict $(POLICY_DIR)
 
 policy-test: tools ## opa test with a 90% coverage gate
-	@mkdir -p build
-	$(OPA_BIN) test --coverage --threshold 90 $(POLICY_DIR) > build/coverage.json || { \
-	  node -e 'const c=require("./build/coverage.json");console.error("coverage "+c.coverage+"%");for(const[f,v]of Object.entries(c.files||{}))if((v.coverage??100)<100)console.error(" "+f+" "+v.coverage+"% uncovered lines: "+JSON.stringify((v.not_covered||[]).map(r=>r.start.row)))' ; \
+	@mkdir -p $(POLICY_OUT)
+	$(OPA_BIN) test --coverage --threshold 90 $(POLICY_DIR) > $(POLICY_OUT)/coverage.json || { \
+	  node -e 'const c=require("$(abspath $(POLICY_OUT))/coverage.json");console.error("coverage "+c.coverage+"%");for(const[f,v]of Object.entries(c.files||{}))if((v.coverage??100)<100)console.error(" "+f+" "+v.coverage+"% uncovered lines: "+JSON.stringify((v.not_covered||[]).map(r=>r.start.row)))' ; \
 	  $(OPA_BIN) test $(POLICY_DIR); exit 1; }
-	@node -e 'console.log("opa test: coverage "+require("./build/coverage.json").coverage.toFixed(1)+"%")'
+	@node -e 'console.log("opa test: coverage "+require("$(abspath $(POLICY_OUT))/coverage.json").coverage.toFixed(1)+"%")'
 
-policy-build: tools ## build/bundle.tar.gz (wasm) from policies/
-	@mkdir -p build
+policy-build: tools ## bundle.tar.gz (wasm) of POLICY_DIR (default policies/) into POLICY_OUT (default build/)
+	@mkdir -p $(POLICY_OUT)
 	$(OPA_BIN) build -t wasm -e $(ENTRYPOINT) $(if $(MASK_ENTRYPOINT),-e $(MASK_ENTRYPOINT)) --capabilities $(CAPABILITIES) --ignore cases --ignore '*_test.rego' --ignore testdata --ignore capabilities.json \
 	  -r "$$(cd $(POLICY_DIR) && find . -type f \( -name '*.rego' -o -name data.json -o -name data.yaml -o -name data.yml \) ! -name '*_test.rego' ! -path '*/.*' -printf '%P\0' | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)" \
-	  -o build/bundle.tar.gz $(POLICY_DIR)
+	  -o $(POLICY_OUT)/bundle.tar.gz $(POLICY_DIR)
 
 policy: policy-fmt policy-check policy-test policy-build ## the whole policy pipeline
 

@@ -202,6 +202,8 @@ console.log(`
                (masked: built-in secrets + policies/authz/mask.rego via policy.mask_entrypoint)
 
  Browser demo  ${page.url}   (log in as alice / alice-pw: own KV keys alice.> in bucket "${BUCKET}")
+ JetStream     store ${jsStore} (removed on exit); admin of APP: user js-admin-APP,
+               password in ${rel(join(RUN, "js-admin-APP.password"))} (skips the callout; JetStream API only)
 
  Demo users (example policy data, see docs/policy-contract.md):
    alice / alice-pw        APP: orders clerk (orders.create, orders.query.>, own KV keys)

@@ -1,8 +1,8 @@
 /**
  * The npm package as a user gets it: `npm pack` (of the built dist/), then `npm install --prefix <tmp> <tgz>` (what
  * `npm install -g` does, in a temp prefix), then the installed `nats-opa-callout` bin: --help, version, and
- * `init --policy` scaffolding a starter from the files the package ships, on which `opa test` and the service's own
- * `check` (wasm) pass. Needs the npm registry (or npm's cache) for the package's dependencies.
+ * `init --policy` scaffolding a starter from the files the package ships, on which `opa test`, the service's own
+ * `check` (wasm) and `make policy POLICY_DIR=<it>` pass. Needs the npm registry (or npm's cache) for the package's dependencies.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -91,5 +91,16 @@ describe("npm package (npm pack → npm install → the CLI)", { skip: skipWitho
     const check = run(bin, ["check", "--policy-dir", starter], dir, { OPA_BIN: OPA_BIN! });
     assert.equal(check.code, 0, check.out);
     assert.match(check.out, /cases\s+2 passed, 0 failed/);
+    // The repository's policy pipeline works on it too: fmt, check against the capabilities, coverage, wasm build.
+    const make = run(
+      "make",
+      ["--no-print-directory", "policy", `POLICY_DIR=${starter}`, `POLICY_OUT=${join(dir, "out")}`],
+      REPO_ROOT,
+      {
+        OPA_BIN: OPA_BIN!,
+      },
+    );
+    assert.equal(make.code, 0, make.out);
+    assert.match(make.out, /opa test: coverage \d/);
   });
 });
