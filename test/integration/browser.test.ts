@@ -34,6 +34,10 @@ function findChromium(): string | undefined {
 }
 
 const CHROMIUM = findChromium();
+/** The example policy still has the prefs grant from before issue 10 (STREAM.INFO, no watch). */
+const LEGACY_PREFS_GRANT = readFileSync(join(REPO_ROOT, "policies", "data.json"), "utf8").includes(
+  '"$JS.API.STREAM.INFO.KV_prefs"',
+);
 const NATS = serverMatrix()[0]!;
 const CLI = join(REPO_ROOT, "dist", "src", "cli.js");
 const missing = !CHROMIUM
@@ -167,18 +171,15 @@ if (!missing)
 
     test("alice's live watch shows a change another nats.js client makes", async (t) => {
       const status = await shows("watch-status", /^(watching alice\.>|watch refused: .+)$/);
-      if (status.startsWith("watch refused")) {
-        // The page is fine if a reference nats.js client is refused the same watch: then the policy lacks the grant.
-        const kv = await natsKv("alice", "alice-pw");
-        const refused = await kv
-          .watch({ key: "alice.>" })
-          .then((w) => (w.stop(), false))
-          .catch(() => true);
-        assert.ok(refused, `the page's watch was refused but a nats.js client's was not: ${status}`);
-        assert.match(status, /Permissions Violation/i);
-        t.skip(`SKIPPED: the example policy does not grant alice a KV watch yet (${status})`);
+      // Until the example policy's KV grant is rebuilt with the JetStream library (issue 10, branch js-lib), it
+      // grants no consumer create, so no watch: that grant is recognised by its leaking STREAM.INFO right. Once it
+      // is gone, a refused watch fails this test.
+      if (status.startsWith("watch refused") && LEGACY_PREFS_GRANT) {
+        assert.match(status, /Permissions Violation for Publish to "\$JS\.API\.CONSUMER\.CREATE\.KV_prefs\./);
+        t.skip(`SKIPPED: the example policy's old prefs grant has no KV watch (${status})`);
         return;
       }
+      assert.equal(status, "watching alice.>");
       const kv = await natsKv("alice", "alice-pw");
       await kv.put("alice.theme", "from-another-client");
       await shows("watch", /alice\.theme = from-another-client \(revision \d+\)/);
