@@ -104,8 +104,11 @@ if (!missing)
         await new Promise((r) => setTimeout(r, 100));
       }
       ready = JSON.parse(readFileSync(readyFile, "utf8")) as Ready;
-      // Running as root (CI containers) Chromium needs --no-sandbox.
-      browser = await chromium.launch({ executablePath: CHROMIUM!, args: ["--no-sandbox"] });
+      // Running as root (CI containers) Chromium needs --no-sandbox; containers often have a tiny /dev/shm.
+      browser = await chromium.launch({
+        executablePath: CHROMIUM!,
+        args: ["--no-sandbox", "--disable-dev-shm-usage"],
+      });
       page = await browser.newPage();
       page.setDefaultTimeout(20_000);
     });
