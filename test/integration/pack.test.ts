@@ -69,7 +69,11 @@ describe("npm package (npm pack → npm install → the CLI)", { skip: skipWitho
   });
 
   test("installed into a temp prefix, the bin runs and scaffolds a starter policy that passes opa test and check", () => {
-    const inst = run(NPM, ["install", "--prefix", join(dir, "prefix"), tgz, "--no-audit", "--no-fund", "--prefer-offline"], dir);
+    const inst = run(
+      NPM,
+      ["install", "--prefix", join(dir, "prefix"), tgz, "--no-audit", "--no-fund", "--prefer-offline"],
+      dir,
+    );
     assert.equal(inst.code, 0, inst.out);
     assert.ok(existsSync(bin), "npm linked the nats-opa-callout bin");
 
