@@ -18,4 +18,9 @@ export default tseslint.config(
     files: ["src/cli.ts", "src/cli/**", "test/**", "bench/**", "examples/**", "scripts/**"],
     rules: { "no-console": "off" },
   },
+  {
+    // The browser demo page's own script runs in the browser.
+    files: ["examples/browser/app.js"],
+    languageOptions: { globals: { ...globals.browser } },
+  },
 );

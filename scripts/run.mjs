@@ -1,21 +1,29 @@
 #!/usr/bin/env node
 /**
- * `make run`: a local nats-server with auth callout (plus a websocket listener) and the service, using the
- * example policies in policies/. Everything generated goes to .run/ (gitignored). Ctrl-C stops everything
- * this script started. Edit a file in policies/ while it runs and the next login uses the new revision.
+ * `make run`: a local nats-server with auth callout, a websocket listener and JetStream, the service, using the
+ * example policies in policies/, the KV bucket `prefs` (allow_direct, created by the JetStream admin that
+ * `init --jetstream` generates) and the browser demo page (examples/browser/) over HTTP. Everything generated
+ * goes to .run/ (gitignored); the JetStream store is a temp dir removed on exit. Ctrl-C stops everything this
+ * script started. Edit a file in policies/ while it runs and the next login uses the new revision.
  *
- * Env: NATS_PORT (default 4222), WS_PORT (8080), METRICS_PORT (9464) — a busy port is replaced by a free one.
+ * Env: NATS_PORT (default 4222), WS_PORT (8080), METRICS_PORT (9464), HTTP_PORT (8000: the demo page) — a busy
+ * port is replaced by a free one. RUN_DIR replaces .run/; RUN_READY_FILE: once everything is up, the URLs are
+ * written there as JSON (test/integration/browser.test.ts waits for it).
  */
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseDocument } from "yaml";
+import { connect } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
+import { startDemoPage } from "../examples/browser/serve.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const RUN = join(ROOT, ".run");
+const RUN = process.env.RUN_DIR ?? join(ROOT, ".run");
 const CLI = join(ROOT, "dist", "src", "cli.js");
 const NATS_SERVER = process.env.NATS_SERVER_BIN ?? join(ROOT, ".tools", "bin", "nats-server");
 const OPA = process.env.OPA_BIN ?? join(ROOT, ".tools", "bin", "opa");
@@ -65,6 +73,10 @@ mkdirSync(RUN, { recursive: true });
 const natsPort = await pickPort(Number(process.env.NATS_PORT ?? 4222));
 const wsPort = await pickPort(Number(process.env.WS_PORT ?? 8080));
 const metricsPort = await pickPort(Number(process.env.METRICS_PORT ?? 9464));
+const httpPort = await pickPort(Number(process.env.HTTP_PORT ?? 8000));
+// JetStream's store: scratch, removed on exit (also when this script dies of an error).
+const jsStore = mkdtempSync(join(tmpdir(), "nats-opa-callout-run-js-"));
+process.on("exit", () => rmSync(jsStore, { recursive: true, force: true }));
 
 // 1. Fresh keys and configs every run (.run/ is scratch space).
 const init = spawnSync(
@@ -76,6 +88,9 @@ const init = spawnSync(
     RUN,
     "--force",
     "--websocket",
+    "--jetstream",
+    "--js-store-dir",
+    jsStore,
     "--port",
     String(natsPort),
     "--ws-port",
@@ -108,6 +123,8 @@ const nats = spawn(NATS_SERVER, ["-c", join(RUN, "nats-server.conf")], {
   detached: true,
 });
 const children = [nats];
+/** The demo page's HTTP server, once started. */
+let page;
 let stopping = false;
 nats.on("exit", (code) => {
   if (!stopping) {
@@ -155,6 +172,24 @@ async function ready() {
 }
 await waitFor(ready, "the service to become ready (policy compiled, NATS connected)", 60_000);
 
+// 4. The demo's KV bucket, created by APP's JetStream admin (init --jetstream wrote its password).
+const BUCKET = "prefs";
+try {
+  const admin = await connect({
+    servers: `nats://${HOST}:${natsPort}`,
+    user: "js-admin-APP",
+    pass: readFileSync(join(RUN, "js-admin-APP.password"), "utf8").trim(),
+  });
+  // allow_direct: users read their keys with DIRECT.GET on their own subjects (no STREAM.MSG.GET, no STREAM.INFO).
+  await new Kvm(admin).create(BUCKET, { allow_direct: true, history: 5 });
+  await admin.close();
+} catch (e) {
+  die(`creating the KV bucket "${BUCKET}" failed: ${e instanceof Error ? e.message : e}`);
+}
+
+// 5. The browser demo page (examples/browser/), talking to nats-server over websocket.
+page = await startDemoPage({ host: HOST, port: httpPort, wsUrl: `ws://${HOST}:${wsPort}` });
+
 const rel = (p) => relative(process.cwd(), p) || ".";
 const nodeWs = Number(process.versions.node.split(".")[0]) < 22 ? "node --experimental-websocket" : "node";
 console.log(`
@@ -165,6 +200,10 @@ console.log(`
    policies    ${rel(join(ROOT, "policies"))}/  (edit and save: the next login uses the new revision)
    decisions   ${rel(decisions)}   server log ${rel(natsLog)}
                (masked: built-in secrets + policies/authz/mask.rego via policy.mask_entrypoint)
+
+ Browser demo  ${page.url}   (log in as alice / alice-pw: own KV keys alice.> in bucket "${BUCKET}")
+ JetStream     store ${jsStore} (removed on exit); admin of APP: user js-admin-APP,
+               password in ${rel(join(RUN, "js-admin-APP.password"))} (skips the callout; JetStream API only)
 
  Demo users (example policy data, see docs/policy-contract.md):
    alice / alice-pw        APP: orders clerk (orders.create, orders.query.>, own KV keys)
@@ -186,9 +225,24 @@ console.log(`
 ────────────────────────────────────────────────────────────────────────────────
 `);
 
+if (process.env.RUN_READY_FILE) {
+  writeFileSync(
+    process.env.RUN_READY_FILE,
+    JSON.stringify({
+      page: page.url,
+      nats: `nats://${HOST}:${natsPort}`,
+      ws: `ws://${HOST}:${wsPort}`,
+      metrics: `http://${HOST}:${metricsPort}`,
+      dir: RUN,
+      jsStore,
+    }),
+  );
+}
+
 async function shutdown(code) {
   if (stopping) return;
   stopping = true;
+  await page?.close();
   for (const c of [...children].reverse()) {
     if (c.exitCode === null && c.signalCode === null) {
       c.kill("SIGTERM");
