@@ -148,8 +148,17 @@ if (values.ws && (only === undefined || only === "ws")) {
     );
     await scenario(
       w,
-      "bob over websocket (no browser role)",
-      { user: "bob", pass: "bob-pw" },
+      "bob over websocket (only his own KV keys)",
+      { user: "bob", pass: "bob-pw", inboxPrefix: "_INBOX.bob" },
+      {
+        allow: ["$KV.prefs.bob.theme"],
+        deny: ["orders.query.1", "$KV.prefs.alice.theme", "dashboard.bob.requests"],
+      },
+    );
+    await scenario(
+      w,
+      "carol over websocket (no role allowed there)",
+      { user: "carol", pass: "carol-pw" },
       { connect: false },
     );
   }

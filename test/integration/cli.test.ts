@@ -403,7 +403,12 @@ describe("nats-opa-callout CLI (built binary)", { skip: skipWithoutTools }, () =
       /✔ dave over websocket \(browser role\): publish dashboard\.dave\.requests allowed/,
     );
     assert.match(r.stdout, /✔ dave over websocket \(browser role\): publish orders\.query\.1 denied/);
-    assert.match(r.stdout, /✔ bob over websocket \(no browser role\): connection refused/);
+    assert.match(
+      r.stdout,
+      /✔ bob over websocket \(only his own KV keys\): publish \$KV\.prefs\.bob\.theme allowed/,
+    );
+    assert.match(r.stdout, /✔ bob over websocket \(only his own KV keys\): publish orders\.query\.1 denied/);
+    assert.match(r.stdout, /✔ carol over websocket \(no role allowed there\): connection refused/);
   });
 
   test("metrics count the decisions by outcome, code and account", async () => {
