@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -199,9 +200,12 @@ func emit(v any) {
 	fmt.Println(string(out))
 }
 
-// errText trims an error to its message class (no secrets: nats.go errors carry none).
+var socketAddr = regexp.MustCompile(`\[?[0-9a-fA-F.:]+\]?:\d+`)
+
+// errText trims an error to its message class (no secrets: nats.go errors carry none); socket addresses are
+// replaced so one kind of failure counts as one entry.
 func errText(err error) string {
-	s := err.Error()
+	s := socketAddr.ReplaceAllString(err.Error(), "<addr>")
 	if len(s) > 80 {
 		s = s[:80]
 	}

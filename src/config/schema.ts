@@ -5,6 +5,7 @@
  */
 import { CORE_DEFAULTS } from "../callout/defaults.js";
 import { POOL_DEFAULTS } from "../policy/limits.js";
+import { JWS_ALGORITHMS } from "../policy/algorithms.js";
 import { isPlainObject, typeName, type ConfigField, type Problems } from "./types.js";
 
 export const DEFAULT_SUBJECT = "$SYS.REQ.USER.AUTH";
@@ -439,22 +440,9 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   },
   {
     path: "policy.signing.algorithm",
-    type: '"RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" | "ES256" | "ES384" | "ES512" | "HS256" | "HS384" | "HS512"',
+    type: JWS_ALGORITHMS.map((a) => `"${a}"`).join(" | "),
     kind: "enum",
-    values: [
-      "RS256",
-      "RS384",
-      "RS512",
-      "PS256",
-      "PS384",
-      "PS512",
-      "ES256",
-      "ES384",
-      "ES512",
-      "HS256",
-      "HS384",
-      "HS512",
-    ],
+    values: JWS_ALGORITHMS,
     default: "RS256",
     description: "The only algorithm accepted for policy.signing.key_file.",
   },

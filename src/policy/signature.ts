@@ -20,22 +20,10 @@ import { createHash, createPublicKey, type KeyObject } from "node:crypto";
 import { compactVerify, decodeProtectedHeader, errors as joseErrors } from "jose";
 import { parse as parseYaml } from "yaml";
 import { PolicyLoadError } from "../errors.js";
+import { JWS_ALGORITHMS } from "./algorithms.js";
 
 /** JWS algorithms OPA's bundle signing supports. */
-export const SIGNING_ALGORITHMS = [
-  "RS256",
-  "RS384",
-  "RS512",
-  "PS256",
-  "PS384",
-  "PS512",
-  "ES256",
-  "ES384",
-  "ES512",
-  "HS256",
-  "HS384",
-  "HS512",
-] as const;
+export const SIGNING_ALGORITHMS = JWS_ALGORITHMS;
 export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
 
 /** One verification key, as in OPA's `keys:` config. */

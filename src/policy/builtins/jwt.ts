@@ -16,6 +16,7 @@ import {
 } from "node:crypto";
 import { base64UrlDecode, hexEncode } from "./encoding.js";
 import { BuiltinError, bytesToString, numberOperand, objectOperand, stringOperand, utf8 } from "./util.js";
+import { JWS_ALGORITHMS } from "../algorithms.js";
 
 interface Token {
   header: string;
@@ -108,21 +109,7 @@ interface VerificationKey {
   kid: string;
 }
 
-export const TOKEN_ALGORITHMS = new Set([
-  "RS256",
-  "RS384",
-  "RS512",
-  "PS256",
-  "PS384",
-  "PS512",
-  "ES256",
-  "ES384",
-  "ES512",
-  "HS256",
-  "HS384",
-  "HS512",
-  "EdDSA",
-]);
+export const TOKEN_ALGORITHMS = new Set<string>([...JWS_ALGORITHMS, "EdDSA"]);
 
 /** Algorithms jwx accepts in a JWK's "alg" (JWS and JWE key management); others fail parsing. */
 const JWK_ALGORITHMS = new Set([
