@@ -209,16 +209,17 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
     path: "limits.max_concurrency",
     type: "integer",
     kind: "integer",
-    default: 32,
+    default: 128,
     min: 1,
     max: 10_000,
-    description: "Requests handled at the same time.",
+    description:
+      "Requests handled at the same time (each waits on a worker evaluation and on the server's confirmation of its reply, so more than the cores pays).",
   },
   {
     path: "limits.max_queue",
     type: "integer",
     kind: "integer",
-    default: 1024,
+    default: 8192,
     min: 0,
     max: 1_000_000,
     description:
