@@ -9,29 +9,13 @@
  * empty or missing allow list is read as NATS reads it (allow everything not denied).
  */
 import type { ResponsePermission, SubjectPermission, TimeRange } from "../types.js";
+import type { IssuedSummary } from "../callout/pipeline.js";
 
-/** What re-evaluation compares: the user JWT's rights as issued (a subset of the pipeline's IssuedSummary). */
-export interface GrantSummary {
-  account: string;
-  /** Operator mode: the target account's public key. */
-  account_public_key?: string;
-  name: string;
-  pub: SubjectPermission;
-  sub: SubjectPermission;
-  resp?: ResponsePermission;
-  /** User JWT expiry, unix seconds (0 = none). */
-  exp: number;
-  /** -1 = unlimited. */
-  subs: number;
-  data: number;
-  payload: number;
-  src?: string[];
-  times?: TimeRange[];
-  times_location?: string;
-  allowed_connection_types?: string[];
-  bearer_token?: boolean;
-  tags?: string[];
-}
+/**
+ * What re-evaluation compares: the user JWT's rights as issued — the pipeline's IssuedSummary without who signed it
+ * and for which user key (`exp` is unix seconds, 0 = none; `subs`/`data`/`payload` -1 = unlimited).
+ */
+export type GrantSummary = Omit<IssuedSummary, "issuer" | "user_nkey">;
 
 /** True when every subject `specific` can match is also matched by `general` (`general` ⊇ `specific`). */
 export function subjectCovers(general: string, specific: string): boolean {
