@@ -60,6 +60,8 @@ export interface HttpSourceEvents {
   delivered: [Delivered];
   /** A download or check failed; the last good bundle keeps serving. */
   failed: [Error];
+  /** A check succeeded: a new bundle, the same bundle, or 304 Not Modified (ends a run of failures). */
+  succeeded: [];
 }
 
 class HttpStatusError extends Error {}
@@ -149,6 +151,7 @@ export class HttpBundleSource extends EventEmitter<HttpSourceEvents> {
   #ok(): void {
     this.#failures = 0;
     this.#lastSuccess = new Date();
+    this.emit("succeeded");
   }
 
   #get(): Promise<{ status: number; body: Buffer; etag?: string }> {

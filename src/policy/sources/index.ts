@@ -85,17 +85,12 @@ function observe(source: Source, logger: Logger, describe: () => Record<string, 
       );
     failing = true;
   });
-  const recovered = () => {
+  // Any success ends a run of failures, including one that brought no new bundle (304, same object).
+  source.on("succeeded", () => {
     if (failing) logger.info({ event: "bundle_source_recovered", ...describe() }, "policy source recovered");
     failing = false;
-  };
-  source.on("delivered", recovered);
-  // A success without a new bundle (304, same object) also ends a run of failures.
-  const poll = setInterval(() => {
-    if (failing && source.status().consecutive_failures === 0) recovered();
-  }, 1000);
-  poll.unref();
-  return () => clearInterval(poll);
+  });
+  return () => source.removeAllListeners();
 }
 
 /**

@@ -44,6 +44,8 @@ export interface ObjectStoreSourceStatus {
 export interface ObjectStoreSourceEvents {
   delivered: [Delivered];
   failed: [Error];
+  /** A fetch succeeded, whether or not the object changed (ends a run of failures). */
+  succeeded: [];
 }
 
 export class ObjectStoreBundleSource extends EventEmitter<ObjectStoreSourceEvents> {
@@ -113,6 +115,7 @@ export class ObjectStoreBundleSource extends EventEmitter<ObjectStoreSourceEvent
       this.#lastSuccess = new Date();
       this.#revision = delivered.revision;
       this.#nuid = info.nuid;
+      this.emit("succeeded");
       if (delivered.changed) this.emit("delivered", delivered);
     } catch (err) {
       this.#fail(err);

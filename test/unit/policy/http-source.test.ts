@@ -10,7 +10,10 @@ import { once } from "node:events";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, describe, test } from "node:test";
+import type { ResolvedNats, ResolvedPolicy } from "../../../src/config/types.js";
+import { createLogger } from "../../../src/log.js";
 import { HttpBundleSource } from "../../../src/policy/sources/http.js";
+import { startPolicySource } from "../../../src/policy/sources/index.js";
 import { readTarGz } from "../../../src/policy/tar.js";
 import {
   cleanupBundleHelpers,
@@ -150,6 +153,53 @@ describe("HTTP bundle source (OPA bundle service protocol)", { skip: skipWithout
       assert.ok(src.status().last_error, "the last error stays visible after recovery");
     } finally {
       await src.stop();
+      await server.stop();
+    }
+  });
+
+  test("a run of failures ended by 304s is logged once as failing and once as recovered", async () => {
+    const server = await startBundleServer();
+    server.publish(v1);
+    const target = path.join(tmpDir("http-src-"), "bundle.tar.gz");
+    const lines: { event?: string; msg?: string }[] = [];
+    const logger = createLogger({
+      level: "info",
+      destination: { write: (l: string) => void lines.push(JSON.parse(l) as { event?: string }) },
+    });
+    const policy = {
+      bundle: target,
+      source: {
+        kind: "http",
+        url: server.url,
+        minDelaySeconds: 0.01,
+        maxDelaySeconds: 0.02,
+        longPollSeconds: 0,
+      },
+      entrypoint: "nats/authz/decision",
+      watch: false,
+      pollSeconds: 0,
+      opaBinary: OPA_BIN ?? "opa",
+    } satisfies ResolvedPolicy;
+    const handle = await startPolicySource(
+      policy,
+      { servers: [], name: "t" } as unknown as ResolvedNats,
+      logger,
+    );
+    assert.ok(handle);
+    const events = () => lines.map((l) => l.event).filter((e) => e?.startsWith("bundle_"));
+    try {
+      assert.deepEqual(events(), ["bundle_downloaded"]);
+      server.failWith(503);
+      while (handle.status().consecutive_failures < 3) await new Promise((r) => setTimeout(r, 5));
+      // Same bundle again: the server answers 304 (no new bundle, so no "delivered" event) and that ends the run.
+      const conditional = server.requests.length;
+      server.failWith(undefined);
+      while (!events().includes("bundle_source_recovered")) await new Promise((r) => setTimeout(r, 5));
+      assert.ok(server.requests.length > conditional);
+      assert.deepEqual(events(), ["bundle_downloaded", "bundle_source_failed", "bundle_source_recovered"]);
+      assert.deepEqual(readFileSync(target), v1);
+    } finally {
+      await handle.stop();
       await server.stop();
     }
   });
