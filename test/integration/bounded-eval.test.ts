@@ -15,9 +15,16 @@ import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { createPolicyEngine, type PolicyEngineHandle } from "../../src/policy/index.js";
 import { startCallout, type CalloutService, type ResultEvent } from "../../src/service.js";
-import { until } from "../helpers/clients.js";
-import { configModeSetup, serverMatrix, startNatsServer, type NatsServer } from "../helpers/nats-server.js";
-import { FIXTURES, OPA_BIN, skipWithoutOpa } from "../helpers/opa.js";
+import {
+  until,
+  configModeSetup,
+  serverMatrix,
+  startNatsServer,
+  type NatsServer,
+  FIXTURES,
+  OPA_BIN,
+  skipWithoutOpa,
+} from "../support/index.js";
 
 const PASSWORD = "ok-password-1";
 

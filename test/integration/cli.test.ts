@@ -22,7 +22,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { freePorts, isListening } from "../helpers/ports.js";
+import { freePorts, isListening } from "../support/index.js";
 
 // ---- helpers: run the built binary like a user does ----
 

@@ -20,10 +20,19 @@ import { promisify } from "node:util";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { createPolicyEngine, type PolicyEngineHandle } from "../../src/policy/handler.js";
 import { startCallout, type CalloutService, type ResultEvent } from "../../src/service.js";
-import { nextAsyncError, until } from "../helpers/clients.js";
-import { startExampleStack, type ExampleStack } from "../helpers/example-stack.js";
-import { configModeSetup, serverMatrix, startNatsServer, type NatsServer } from "../helpers/nats-server.js";
-import { buildWasmFixture, REPO_ROOT, skipWithoutOpa } from "../helpers/opa.js";
+import {
+  nextAsyncError,
+  until,
+  startExampleStack,
+  type ExampleStack,
+  configModeSetup,
+  serverMatrix,
+  startNatsServer,
+  type NatsServer,
+  buildWasmFixture,
+  REPO,
+  skipWithoutOpa,
+} from "../support/index.js";
 
 const run = promisify(execFile);
 
@@ -55,8 +64,8 @@ decision := {
 
 // ---- the Go client ----
 
-const GO_DIR = join(REPO_ROOT, "test", "clients", "go-pubsub");
-const GO_BIN = join(REPO_ROOT, "build", "go-pubsub");
+const GO_DIR = join(REPO, "test", "clients", "go-pubsub");
+const GO_BIN = join(REPO, "build", "go-pubsub");
 let goSkip: string | false = "not built yet";
 function buildGo(): void {
   const go = spawnSync("go", ["version"], { encoding: "utf8" });
@@ -64,7 +73,7 @@ function buildGo(): void {
     goSkip = "`go` not found: the nats.go client tests need Go (CI has it)";
     return;
   }
-  mkdirSync(join(REPO_ROOT, "build"), { recursive: true });
+  mkdirSync(join(REPO, "build"), { recursive: true });
   const b = spawnSync("go", ["build", "-o", GO_BIN, "."], { cwd: GO_DIR, encoding: "utf8" });
   if (b.status !== 0) throw new Error(`go build failed: ${b.stderr}${b.stdout}`);
   goSkip = false;
@@ -107,7 +116,7 @@ try {
   const r = await run(
     process.execPath,
     ["--experimental-websocket", "--no-warnings", "--input-type=module", "-e", code],
-    { cwd: REPO_ROOT, timeout: 30_000 },
+    { cwd: REPO, timeout: 30_000 },
   );
   return r.stdout.trim();
 }

@@ -21,11 +21,17 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
-import { startNatsServer, serverMatrix, type NatsServer } from "../helpers/nats-server.js";
-import { skipWithoutOpa, OPA_BIN } from "../helpers/opa.js";
-import { freePort } from "../helpers/ports.js";
-import { until } from "../helpers/clients.js";
-import { POLICY, writeUsers } from "../helpers/live-stack.js";
+import {
+  startNatsServer,
+  serverMatrix,
+  type NatsServer,
+  skipWithoutOpa,
+  OPA_BIN,
+  freePort,
+  until,
+  POLICY,
+  writeUsers,
+} from "../support/index.js";
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CLI = join(REPO, "dist", "src", "cli.js");

@@ -38,18 +38,16 @@ import {
   serverMatrix,
   startNatsServer,
   type NatsServer,
-} from "../helpers/nats-server.js";
-import { until } from "../helpers/clients.js";
-import { freePort } from "../helpers/ports.js";
-import { OPA_BIN, REPO_ROOT } from "../helpers/opa.js";
-import { EXAMPLE_POLICIES } from "../helpers/example-stack.js";
+  until,
+  freePort,
+  OPA_BIN,
+  REPO,
+  EXAMPLE_POLICIES,
+} from "../support/index.js";
 
 const te = new TextEncoder();
 /** The example policy's nkey service user (policies/callout/nkeys/data.json). */
-const AUDIT_SEED = readFileSync(
-  join(REPO_ROOT, "policies", "testdata", "audit-svc.TEST-ONLY.nk"),
-  "utf8",
-).trim();
+const AUDIT_SEED = readFileSync(join(REPO, "policies", "testdata", "audit-svc.TEST-ONLY.nk"), "utf8").trim();
 const audit = fromSeed(te.encode(AUDIT_SEED));
 const AUDIT_KEY = audit.getPublicKey();
 const other = createUser();

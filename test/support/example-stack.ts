@@ -8,10 +8,10 @@ import { join } from "node:path";
 import { createPolicyEngine, type PolicyEngineHandle, type ReloadEvent } from "../../src/policy/index.js";
 import { startCallout, type CalloutService, type ResultEvent } from "../../src/service.js";
 import { configModeSetup, startNatsServer, type NatsServer } from "./nats-server.js";
-import { OPA_BIN, REPO_ROOT } from "./opa.js";
+import { OPA_BIN, REPO } from "./paths.js";
 
 /** The example policy directory of the repository. */
-export const EXAMPLE_POLICIES = join(REPO_ROOT, "policies");
+export const EXAMPLE_POLICIES = join(REPO, "policies");
 
 export interface ExampleStackOptions {
   /** nats-server binary. */
