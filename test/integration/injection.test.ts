@@ -18,16 +18,13 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { createPolicyEngine, type PolicyEngineHandle } from "../../src/policy/handler.js";
-import { startCallout, type CalloutService, type ResultEvent } from "../../src/service.js";
+import type { ResultEvent } from "../../src/service.js";
 import {
   nextAsyncError,
   until,
   startExampleStack,
   type ExampleStack,
-  configModeSetup,
   serverMatrix,
-  startNatsServer,
   type NatsServer,
   buildWasmFixture,
   REPO,
@@ -143,28 +140,22 @@ for (const srv of serverMatrix()) {
   const skip = srv.missing ? `nats-server ${srv.label} not found` : skipWithoutOpa;
   describe(`subject injection, naive policy (nats-server ${srv.label} ${srv.version})`, { skip }, () => {
     let server: NatsServer;
-    let engine: PolicyEngineHandle;
-    let svc: CalloutService;
+    let naive: ExampleStack;
     let victim: NatsConnection;
     let ticker: ReturnType<typeof setInterval>;
     const results: ResultEvent[] = [];
 
     before(async () => {
-      const cm = configModeSetup();
-      server = await startNatsServer({ bin: srv.bin, config: cm.config, websocket: true });
       const { bundlePath } = buildWasmFixture({ "naive.rego": NAIVE }, ["naive/decision"]);
-      engine = await createPolicyEngine({ bundle: bundlePath, entrypoint: "naive/decision", watch: false });
-      svc = await startCallout({
-        config: {
-          mode: "config",
-          nats: { servers: server.url, user: cm.callout.user, password: cm.callout.password },
-          issuer: { seed: cm.issuer.seed },
-          accounts: ["APP"],
-          log: { level: "silent" },
-        },
-        handler: engine.handler,
+      naive = await startExampleStack({
+        bin: srv.bin,
+        bundle: { path: bundlePath, entrypoint: "naive/decision" },
+        websocket: true,
+        accounts: ["APP"],
+        log: { level: "silent" },
         onResult: (e) => results.push(e),
       });
+      server = naive.server;
       // The victim: alice publishes into her own tree all the time.
       victim = await connect({ servers: server.url, user: "alice@good.example", pass: "pw" });
       ticker = setInterval(() => victim.publish("user.alice.secret", "for alice only"), 20);
@@ -172,9 +163,7 @@ for (const srv of serverMatrix()) {
     after(async () => {
       clearInterval(ticker);
       await victim?.close();
-      await svc?.stop();
-      await engine?.close();
-      await server?.stop();
+      await naive?.stop();
     });
 
     /** The service's decision for `user`'s latest login. */

@@ -33,7 +33,6 @@ import { createLogger } from "../../src/log.js";
 import { AuthError } from "../../src/errors.js";
 import type { AuthorizationRequest } from "../../src/types.js";
 import {
-  configModeSetup,
   operatorModeSetup,
   serverMatrix,
   startNatsServer,
@@ -43,6 +42,8 @@ import {
   OPA_BIN,
   REPO,
   EXAMPLE_POLICIES,
+  startExampleStack,
+  type ExampleStack,
 } from "../support/index.js";
 
 const te = new TextEncoder();
@@ -254,29 +255,14 @@ for (const sb of serverMatrix()) {
 
   describe(`config mode without an nkey user (nats-server ${sb.version || sb.label})`, { skip }, () => {
     let server: NatsServer;
-    let engine: PolicyEngineHandle;
-    let svc: CalloutService;
+    let stack: ExampleStack;
     const c = collector();
     before(async () => {
-      const cm = configModeSetup();
-      server = await startNatsServer({ bin: sb.bin, config: cm.config });
-      engine = await createPolicyEngine({ dir: EXAMPLE_POLICIES, opaBin: OPA_BIN ?? "opa", watch: false });
-      svc = await startCallout({
-        config: {
-          mode: "config",
-          nats: { servers: server.url, user: cm.callout.user, password: cm.callout.password },
-          issuer: { seed: cm.issuer.seed },
-          accounts: ["APP", "OPS"],
-        },
-        handler: engine.handler,
-        onResult: c.onResult,
-        logger: c.logger,
-      });
+      stack = await startExampleStack({ bin: sb.bin, log: null, logger: c.logger, onResult: c.onResult });
+      server = stack.server;
     });
     after(async () => {
-      await svc?.stop();
-      await engine?.close();
-      await server?.stop();
+      await stack?.stop();
     });
 
     test("no nonce: a genuine nkey client cannot prove its key and is refused; the service said why, once", async () => {
