@@ -13,7 +13,7 @@ import { createAuthorizer, type Handler } from "../src/callout/pipeline.js";
 import { encodeJwt } from "../src/callout/jwt.js";
 import { decodeRequest } from "../src/callout/decode.js";
 import { Verifier } from "../src/callout/keys.js";
-import { buildRequest, makeKeys, type BuiltRequest, type TestKeys } from "../test/helpers/keys.js";
+import { buildRequest, makeKeys, type BuiltRequest, type TestKeys } from "../test/support/index.js";
 
 /** One authorize() variant. Times in microseconds. */
 export interface AuthorizeFigures {

@@ -13,8 +13,7 @@ import { parseArgs } from "node:util";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { LiveGrant, LiveGrantRegistry } from "../src/live/registry.js";
 import type { AuthorizationRequest } from "../src/types.js";
-import { serverMatrix } from "../test/helpers/nats-server.js";
-import { startLiveStack, writeUsers, type UserSpec } from "../test/helpers/live-stack.js";
+import { serverMatrix, startLiveStack, writeUsers, type UserSpec } from "../test/support/index.js";
 
 const { values } = parseArgs({
   options: { clients: { type: "string" }, revoke: { type: "string" }, rate: { type: "string" } },

@@ -11,10 +11,9 @@
  *   node --import tsx bench/policy-eval.bench.ts [--users 10000] [--evals 20000] [--reloads 5]
  */
 import { createHash } from "node:crypto";
-import { cpSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   SMOKE_REQUEST,
   buildInput,
@@ -23,9 +22,9 @@ import {
   type PolicyEngineHandle,
 } from "../src/policy/index.js";
 import type { AuthorizationRequest } from "../src/types.js";
+import { atomicWrite, OPA_BIN, REPO } from "../test/support/index.js";
 
-const ROOT = fileURLToPath(new URL("../", import.meta.url));
-const OPA = process.env.OPA_BIN ?? path.join(ROOT, ".tools/bin/opa");
+const OPA = OPA_BIN ?? "opa";
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -36,7 +35,7 @@ const sha256 = (s: string): string => createHash("sha256").update(s).digest("hex
 
 function policyDir(users: number): string {
   const dir = mkdtempSync(path.join(tmpdir(), "policy-eval-bench-"));
-  cpSync(path.join(ROOT, "test/fixtures/policies/basic/authz.rego"), path.join(dir, "authz.rego"));
+  cpSync(path.join(REPO, "test/fixtures/policies/basic/authz.rego"), path.join(dir, "authz.rego"));
   const data = {
     users: {} as Record<string, unknown>,
     blocked: ["mallory"],
@@ -73,11 +72,6 @@ async function measure(
   const mean = ((performance.now() - t0) * 1000) / n;
   us.sort((a, b) => a - b);
   return { p50: quantile(us, 0.5), p99: quantile(us, 0.99), mean };
-}
-
-function atomicWrite(file: string, body: string): void {
-  writeFileSync(`${file}.tmp`, body);
-  renameSync(`${file}.tmp`, file);
 }
 
 async function reloadLatency(h: PolicyEngineHandle, edit: (k: number) => void, n: number): Promise<number[]> {

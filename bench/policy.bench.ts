@@ -10,11 +10,18 @@ import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildInput, createPolicyEngine, toDecision } from "../src/policy/index.js";
 import { decodeRequest, Verifier } from "../src/callout/index.js";
-import { newKeys } from "./lib/keys.js";
-import { OPA_BIN, REPO } from "./lib/paths.js";
-import { tempDir } from "./lib/process.js";
-import { benchUser, examplePolicyDir, TRIVIAL_POLICY, trivialPolicyDir } from "./lib/policies.js";
-import { fakeServer, makeRequest } from "./lib/requests.js";
+import {
+  newKeys,
+  OPA_BIN,
+  REPO,
+  tempDir,
+  benchUser,
+  examplePolicyDir,
+  TRIVIAL_POLICY,
+  trivialPolicyDir,
+  fakeServer,
+  makeRequest,
+} from "../test/support/index.js";
 import { latenciesUsAsync, median, q } from "./lib/timing.js";
 
 export interface ScaleRow {
@@ -44,7 +51,7 @@ export interface PolicyBenchResult {
 function opaBuildSeconds(dir: string, out: string): number {
   const t0 = process.hrtime.bigint();
   execFileSync(
-    OPA_BIN,
+    OPA_BIN ?? "opa",
     [
       "build",
       "-t",

@@ -12,12 +12,22 @@
  */
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { buildGo } from "./lib/go-build.js";
-import { newKeys, secret } from "./lib/keys.js";
-import { calloutConf, startNatsServer, type NatsServer } from "./lib/nats-server.js";
-import { startGoCallout, startOurs } from "./lib/peers.js";
-import { examplePolicyDir, trivialPolicyDir } from "./lib/policies.js";
-import { sleep, startProcess, tempDir, type Child } from "./lib/process.js";
+import {
+  buildGo,
+  newKeys,
+  secret,
+  calloutConf,
+  startNatsServer,
+  type NatsServer,
+  startOurs,
+  examplePolicyDir,
+  trivialPolicyDir,
+  sleep,
+  startProcess,
+  tempDir,
+  type Child,
+} from "../test/support/index.js";
+import { startGoCallout } from "./lib/peers.js";
 
 export type ReconnectTarget = "ours" | "ours-example" | "go-callout";
 
@@ -121,11 +131,14 @@ export async function reconnectBench(opts: {
     let service: Child | undefined;
     const drivers: Child[] = [];
     try {
-      server = await startNatsServer(
-        (p) =>
-          calloutConf(p, { issuer: keys.issuerPub, calloutUser: "callout", calloutPass: keys.calloutPass }),
-        raise ? { nofile: clients + 10_000 } : {},
-      );
+      server = await startNatsServer({
+        config: calloutConf({
+          issuer: keys.issuerPub,
+          calloutUser: "callout",
+          calloutPass: keys.calloutPass,
+        }),
+        ...(raise ? { nofile: clients + 10_000 } : {}),
+      });
       const common = {
         url: server.url,
         calloutUser: "callout",
@@ -171,8 +184,8 @@ export async function reconnectBench(opts: {
       const up = await waitPhase(drivers, "connected", 30 * 60_000);
       const connected = up.reduce((a, d) => a + (d.ok ?? 0), 0);
       log(`  ${target}: ${connected}/${clients} connected; restarting nats-server`);
-      await server.stop();
-      await server.start();
+      await server.kill();
+      await server.restart();
       const readyAt = Date.now();
       const back = await waitPhase(drivers, "reconnected", 10 * 60_000);
       const errors: Record<string, number> = {};

@@ -11,12 +11,19 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { runCoreBench, type CoreBenchResult } from "./core.bench.js";
-import { buildGo } from "./lib/go-build.js";
-import { plainConf, startNatsServer } from "./lib/nats-server.js";
-import { NATS_SERVER_210_BIN, NATS_SERVER_BIN, OPA_BIN, REPO } from "./lib/paths.js";
-import { machineInfo } from "./lib/proc.js";
+import {
+  buildGo,
+  plainConf,
+  startNatsServer,
+  NATS_SERVER_210_BIN,
+  NATS_SERVER_BIN,
+  OPA_BIN,
+  REPO,
+  stormGo,
+  type StormResult,
+} from "../test/support/index.js";
+import { machineInfo } from "./lib/machine.js";
 import { renderReport, type BenchResults, type DriverCalibration } from "./lib/report.js";
-import { stormGo, type StormResult } from "./lib/storm.js";
 import { policyBench } from "./policy.bench.js";
 import { stageBench } from "./stages.bench.js";
 import { reconnectBench } from "./reconnect.bench.js";
@@ -35,7 +42,7 @@ const results: BenchResults = {
   machine: machineInfo({
     natsServer: NATS_SERVER_BIN,
     natsServer210: NATS_SERVER_210_BIN,
-    opa: OPA_BIN,
+    opa: OPA_BIN ?? "opa",
     python: "python3",
   }),
   scale,
@@ -113,7 +120,7 @@ function gitRev(): string {
 /** The same no-callout storm with the Go and the TS driver; client CPU per connection for each. */
 async function calibrateDrivers(n: number): Promise<DriverCalibration[]> {
   const pass = "calibration-pass";
-  const server = await startNatsServer((p) => plainConf(p, [{ user: "bench", pass }]));
+  const server = await startNatsServer({ config: plainConf([{ user: "bench", pass }]) });
   const res: DriverCalibration[] = [];
   try {
     const goBin = await buildGo("bench/storm-go", "storm");

@@ -26,11 +26,16 @@ import {
 import { validateGrant } from "../src/grant.js";
 import { buildInput, createPolicyEngine, toDecision } from "../src/policy/index.js";
 import type { AuthorizationRequest, Grant } from "../src/types.js";
-import { newKeys } from "./lib/keys.js";
-import { OPA_BIN } from "./lib/paths.js";
-import { tempDir } from "./lib/process.js";
-import { benchUser, examplePolicyDir, trivialPolicyDir } from "./lib/policies.js";
-import { fakeServer, makeRequest } from "./lib/requests.js";
+import {
+  newKeys,
+  OPA_BIN,
+  tempDir,
+  benchUser,
+  examplePolicyDir,
+  trivialPolicyDir,
+  fakeServer,
+  makeRequest,
+} from "../test/support/index.js";
 import { perOpUs, perOpUsAsync } from "./lib/timing.js";
 
 export interface StageCosts {

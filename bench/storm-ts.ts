@@ -4,7 +4,7 @@
  *   node --import tsx bench/storm-ts.ts --url nats://127.0.0.1:4222 --n 2000 --c 50 --user bench
  */
 import { parseArgs } from "node:util";
-import { stormTs } from "./lib/storm.js";
+import { stormTs } from "../test/support/index.js";
 
 const { values } = parseArgs({
   options: {

@@ -15,14 +15,24 @@
  * before and after the storm. Rounds interleave the targets so drift hits them alike.
  */
 import { join } from "node:path";
-import { buildGo } from "./lib/go-build.js";
-import { newKeys, secret } from "./lib/keys.js";
-import { calloutConf, plainConf, startNatsServer, type NatsServer } from "./lib/nats-server.js";
-import { ensurePyVenv, startGoCallout, startGoOpaCallout, startOurs, startPyCallout } from "./lib/peers.js";
-import { examplePolicyDir, trivialPolicyDir } from "./lib/policies.js";
-import { procCpuSeconds } from "./lib/proc.js";
-import { tempDir, type Child } from "./lib/process.js";
-import { stormGo, type StormResult } from "./lib/storm.js";
+import {
+  buildGo,
+  newKeys,
+  secret,
+  calloutConf,
+  plainConf,
+  startNatsServer,
+  type NatsServer,
+  startOurs,
+  examplePolicyDir,
+  trivialPolicyDir,
+  procCpuSeconds,
+  tempDir,
+  type Child,
+  stormGo,
+  type StormResult,
+} from "../test/support/index.js";
+import { ensurePyVenv, startGoCallout, startGoOpaCallout, startPyCallout } from "./lib/peers.js";
 
 export type TargetName =
   "no-callout" | "ours" | "ours-xkey" | "ours-example" | "ours-dlog" | "go-callout" | "go-opa" | "py-callout";
@@ -104,19 +114,19 @@ export async function stormBench(opts: {
     let server: NatsServer | undefined;
     try {
       if (name === "no-callout") {
-        server = await startNatsServer((p) => plainConf(p, [{ user: "bench", pass: clientPass }]));
+        server = await startNatsServer({ config: plainConf([{ user: "bench", pass: clientPass }]) });
         targets.push({ name, server, user: "bench", pass: clientPass });
         statuses.push({ target: name, ok: true });
         continue;
       }
-      server = await startNatsServer((p) =>
-        calloutConf(p, {
+      server = await startNatsServer({
+        config: calloutConf({
           issuer: keys.issuerPub,
           calloutUser: "callout",
           calloutPass: keys.calloutPass,
           ...(name === "ours-xkey" ? { xkey: keys.xkeyPub } : {}),
         }),
-      );
+      });
       let service: Child;
       let detail: string | undefined;
       let creds: Pick<Target, "user" | "pass" | "users"> = { user: "bench", pass: clientPass };
@@ -163,7 +173,7 @@ export async function stormBench(opts: {
 
   const measure = async (t: Target, n: number, round: number): Promise<StormRun> => {
     const svc0 = t.service ? procCpuSeconds(t.service.pid) : 0;
-    const srv0 = procCpuSeconds(t.server.child().pid);
+    const srv0 = procCpuSeconds(t.server.pid());
     const r = await stormGo(stormBin, {
       url: t.server.url,
       n,
@@ -173,7 +183,7 @@ export async function stormBench(opts: {
       users: t.users ?? 0,
     });
     const svc1 = t.service ? procCpuSeconds(t.service.pid) : 0;
-    const srv1 = procCpuSeconds(t.server.child().pid);
+    const srv1 = procCpuSeconds(t.server.pid());
     return {
       ...r,
       target: t.name,

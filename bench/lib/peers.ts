@@ -2,7 +2,8 @@
  * Callout services under test, each started as its own process so that its CPU can be read from
  * /proc/<pid>/stat the same way for every one of them:
  *
- * - ours: `node dist/src/cli.js serve --config <file>` (the real CLI, built by `make build`)
+ * - ours: `node dist/src/cli.js serve --config <file>` (the real CLI, built by `make build`): startOurs in
+ *   test/support/service.ts
  * - go-callout: bench/peers/go-callout (stands in for synadia-io/callout.go)
  * - go-opa: bench/peers/go-opa-callout, a Go callout embedding OPA's Go SDK on the same policy directory
  * - py-callout: bench/peers/py-callout on the PyPI `nats-callout` library, in a venv under the cache
@@ -11,19 +12,9 @@ import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { BENCH_CACHE, CLI_JS, REPO } from "./paths.js";
-import { freePort, sleep, startProcess, type Child } from "./process.js";
+import { BENCH_CACHE, REPO, startProcess, type Child, type PeerOptions } from "../../test/support/index.js";
 
 const execFileP = promisify(execFile);
-
-export interface PeerOptions {
-  url: string;
-  calloutUser: string;
-  calloutPass: string;
-  issuerSeed: string;
-  account: string;
-  queue?: string;
-}
 
 /** Secrets for the Go peers travel in the environment, never argv. */
 function goPeerEnv(o: PeerOptions & { xkeySeed?: string }): NodeJS.ProcessEnv {
@@ -131,96 +122,4 @@ export async function startPyCallout(python: string, o: PeerOptions): Promise<Ch
       readyTimeoutMs: 30_000,
     },
   );
-}
-
-export interface OursOptions extends PeerOptions {
-  /** Policy directory (compiled by the service with opa) or a prebuilt bundle. */
-  policyDir?: string;
-  bundle?: string;
-  xkeySeed?: string;
-  watch?: boolean;
-  /** Decision log destination: a file path, "stdout" or "off". */
-  decisionLog?: string;
-  logLevel?: string;
-  /** Extra top-level config (merged shallowly). */
-  extra?: Record<string, unknown>;
-  /** Where to write the config file. */
-  workDir: string;
-  /** Extra node flags. */
-  nodeArgs?: string[];
-  /** Run src/cli.ts through tsx instead of the built dist/src/cli.js (tests: never stale). */
-  fromSource?: boolean;
-  /** Port of the service's HTTP endpoint (/readyz, /status, /metrics); default: a free one. */
-  metricsPort?: number;
-}
-
-export interface OursChild extends Child {
-  /** The service's HTTP endpoint, e.g. http://127.0.0.1:1234 */
-  readonly http: string;
-}
-
-/** Write a service config (JSON is valid YAML) and start the real CLI. */
-export async function startOurs(o: OursOptions): Promise<OursChild> {
-  if (!o.fromSource && !existsSync(CLI_JS)) throw new Error(`${CLI_JS} is missing: run 'make build' first`);
-  mkdirSync(o.workDir, { recursive: true });
-  const metricsPort = o.metricsPort ?? (await freePort());
-  const cfg: Record<string, unknown> = {
-    nats: {
-      servers: o.url,
-      user: o.calloutUser,
-      password: o.calloutPass,
-      ...(o.queue ? { queue_group: o.queue } : {}),
-    },
-    mode: "config",
-    issuer: { seed: o.issuerSeed },
-    accounts: [o.account],
-    ...(o.xkeySeed ? { xkey: { seed: o.xkeySeed } } : {}),
-    policy: {
-      ...(o.policyDir ? { dir: o.policyDir } : {}),
-      ...(o.bundle ? { bundle: o.bundle } : {}),
-      watch: o.watch ?? false,
-      ...(process.env.OPA_BIN
-        ? { opa_binary: process.env.OPA_BIN }
-        : { opa_binary: join(REPO, ".tools", "bin", "opa") }),
-    },
-    log: { level: o.logLevel ?? "info", format: "json" },
-    decision_log: { destination: o.decisionLog ?? "off" },
-    metrics: { listen: `127.0.0.1:${metricsPort}` },
-    ...o.extra,
-  };
-  const path = join(o.workDir, `service-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.yaml`);
-  writeFileSync(path, JSON.stringify(cfg, null, 2), { mode: 0o600 });
-  const entry = o.fromSource ? ["--import", "tsx", join(REPO, "src", "cli.ts")] : [CLI_JS];
-  const child = await startProcess(
-    "ours",
-    process.execPath,
-    [...(o.nodeArgs ?? []), ...entry, "serve", "--config", path],
-    {
-      cwd: REPO,
-    },
-  );
-  const http = `http://127.0.0.1:${metricsPort}`;
-  await waitReady(child, `${http}/readyz`, 60_000);
-  return Object.assign(child, { http });
-}
-
-/** Poll /readyz until it answers 200 (connected to NATS and a policy loaded). */
-export async function waitReady(child: Child, url: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (!child.alive())
-      throw new Error(`${child.name} exited before it was ready: ${child.output().slice(-2000)}`);
-    try {
-      const r = await fetch(url);
-      await r.arrayBuffer();
-      if (r.status === 200) return;
-    } catch {
-      /* not listening yet */
-    }
-    if (Date.now() > deadline) {
-      await child.kill();
-      throw new Error(`${child.name} not ready within ${timeoutMs} ms: ${child.output().slice(-2000)}`);
-    }
-    await sleep(50);
-  }
 }

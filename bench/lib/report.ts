@@ -4,8 +4,8 @@ import type { PolicyBenchResult } from "../policy.bench.js";
 import type { StageCosts } from "../stages.bench.js";
 import type { ReconnectBenchResult } from "../reconnect.bench.js";
 import type { StormBenchResult, StormRun, TargetName } from "../storm.bench.js";
-import type { MachineInfo } from "./proc.js";
-import type { StormResult } from "./storm.js";
+import { type MachineInfo } from "./machine.js";
+import { type StormResult } from "../../test/support/index.js";
 
 export interface DriverCalibration extends StormResult {
   driver: string;

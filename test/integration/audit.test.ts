@@ -23,16 +23,19 @@ import type { Grant } from "../../src/types.js";
 import { buildDecisionEvent, type DecisionEvent } from "../../src/audit.js";
 import { CalloutMetrics } from "../../src/metrics.js";
 import { decisionRecordFromResult, decisionSampleFromResult } from "../../src/cli/result.js";
-import { configModeSetup, serverMatrix, startNatsServer, type NatsServer } from "../helpers/nats-server.js";
-import { until } from "../helpers/clients.js";
 import {
+  configModeSetup,
+  serverMatrix,
+  startNatsServer,
+  type NatsServer,
+  until,
   fileDir,
   startStack,
   tryConnect,
   waitUntil,
   readDecisions,
   type Stack,
-} from "../reliability/helpers.js";
+} from "../support/index.js";
 
 const ENTRYPOINT = "nats/authz/decision";
 const SUBJECTS = 100_000;
@@ -276,10 +279,10 @@ decision := {"allow": true, "account": "APP", "pub": {"allow": data.subjects}, "
       timeoutS: 10,
     });
     const s = stack;
-    const mark = s.server.output().length;
+    const mark = s.server.logMark();
     assert.match((await tryConnect(s.server.url, s.creds(1))) ?? "", /Authorization Violation/);
     // The server received the deny and logged its reason: the client was refused, it did not time out.
-    await s.server.child().waitFor(/grant_too_large/, 10_000, mark);
+    await s.server.waitForLog(/grant_too_large/, { mark, timeoutMs: 10_000 });
     const [event] = await waitUntil(
       "the decision event",
       async () => {

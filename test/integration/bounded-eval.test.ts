@@ -13,11 +13,17 @@ import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
-import { createPolicyEngine, type PolicyEngineHandle } from "../../src/policy/index.js";
-import { startCallout, type CalloutService, type ResultEvent } from "../../src/service.js";
-import { until } from "../helpers/clients.js";
-import { configModeSetup, serverMatrix, startNatsServer, type NatsServer } from "../helpers/nats-server.js";
-import { FIXTURES, OPA_BIN, skipWithoutOpa } from "../helpers/opa.js";
+import type { PolicyEngineHandle } from "../../src/policy/index.js";
+import type { ResultEvent } from "../../src/service.js";
+import {
+  until,
+  serverMatrix,
+  startExampleStack,
+  type ExampleStack,
+  type NatsServer,
+  FIXTURES,
+  skipWithoutOpa,
+} from "../support/index.js";
 
 const PASSWORD = "ok-password-1";
 
@@ -29,32 +35,24 @@ for (const sb of serverMatrix()) {
       let dir: string;
       let server: NatsServer;
       let engine: PolicyEngineHandle;
-      let svc: CalloutService;
+      let stack: ExampleStack;
       const results: ResultEvent[] = [];
 
       before(async () => {
         dir = mkdtempSync(join(tmpdir(), "bounded-eval-"));
         cpSync(join(FIXTURES, "hostile"), dir, { recursive: true });
         writeFileSync(join(dir, "data.json"), JSON.stringify({ password: PASSWORD }));
-        const cm = configModeSetup();
-        server = await startNatsServer({ bin: sb.bin, config: cm.config });
-        engine = await createPolicyEngine({ dir, opaBin: OPA_BIN ?? "opa", watch: false });
-        svc = await startCallout({
-          config: {
-            mode: "config",
-            nats: { servers: server.url, user: cm.callout.user, password: cm.callout.password },
-            issuer: { seed: cm.issuer.seed },
-            accounts: ["APP"],
-            log: { level: "silent" },
-          },
-          handler: engine.handler,
+        stack = await startExampleStack({
+          bin: sb.bin,
+          dir,
+          accounts: ["APP"],
+          log: { level: "silent" },
           onResult: (e) => results.push(e),
         });
+        ({ server, engine } = stack);
       });
       after(async () => {
-        await svc?.stop();
-        await engine?.close();
-        await server?.stop();
+        await stack?.stop();
         rmSync(dir, { recursive: true, force: true });
       });
 

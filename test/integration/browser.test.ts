@@ -17,8 +17,7 @@ import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
-import { serverMatrix } from "../helpers/nats-server.js";
-import { OPA_BIN, REPO_ROOT } from "../helpers/opa.js";
+import { serverMatrix, OPA_BIN, REPO } from "../support/index.js";
 
 function findChromium(): string | undefined {
   if (process.env.CHROMIUM_BIN)
@@ -35,11 +34,11 @@ function findChromium(): string | undefined {
 
 const CHROMIUM = findChromium();
 /** The example policy still has the prefs grant from before issue 10 (STREAM.INFO, no watch). */
-const LEGACY_PREFS_GRANT = readFileSync(join(REPO_ROOT, "policies", "data.json"), "utf8").includes(
+const LEGACY_PREFS_GRANT = readFileSync(join(REPO, "policies", "data.json"), "utf8").includes(
   '"$JS.API.STREAM.INFO.KV_prefs"',
 );
 const NATS = serverMatrix()[0]!;
-const CLI = join(REPO_ROOT, "dist", "src", "cli.js");
+const CLI = join(REPO, "dist", "src", "cli.js");
 const missing = !CHROMIUM
   ? "Chromium not found (run `make browser` as root to apt-get install Debian's chromium, or set CHROMIUM_BIN)"
   : NATS.missing || !OPA_BIN
@@ -81,7 +80,7 @@ if (!missing)
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), "browser-test-"));
       const readyFile = join(dir, "ready.json");
-      run = spawn(process.execPath, [join(REPO_ROOT, "scripts", "run.mjs")], {
+      run = spawn(process.execPath, [join(REPO, "scripts", "run.mjs")], {
         env: {
           ...process.env,
           RUN_DIR: join(dir, "run"),

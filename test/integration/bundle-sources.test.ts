@@ -13,7 +13,21 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import { createAccount } from "@nats-io/nkeys";
 import { connect } from "@nats-io/transport-node";
-import { startOurs, type OursChild } from "../../bench/lib/peers.js";
+import {
+  startOurs,
+  type OursChild,
+  cleanupBundleHelpers,
+  opaBundle,
+  pemPair,
+  startBundleServer,
+  serverMatrix,
+  startNatsServer,
+  FIXTURES,
+  OPA_BIN,
+  REPO,
+  skipWithoutOpa,
+  tarGz,
+} from "../support/index.js";
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { cpSync, readFileSync } from "node:fs";
@@ -22,18 +36,15 @@ import { Objm } from "@nats-io/obj";
 import { uploadBundle } from "../../src/policy/sources/object-store.js";
 import { verifyBundleSignature } from "../../src/policy/signature.js";
 import { takeSnapshot } from "../../src/policy/snapshot.js";
-import { cleanupBundleHelpers, opaBundle, pemPair, startBundleServer } from "../helpers/bundles.js";
-import { serverMatrix, startNatsServer } from "../helpers/nats-server.js";
 import { readTarGz } from "../../src/policy/tar.js";
-import { FIXTURES, OPA_BIN, REPO_ROOT, skipWithoutOpa, tarGz } from "../helpers/opa.js";
 
 const execFileP = promisify(execFile);
-const CLI = path.join(REPO_ROOT, "src", "cli.ts");
+const CLI = path.join(REPO, "src", "cli.ts");
 /** The real CLI from source; resolves with exit code and output (never rejects). */
 async function cli(args: string[]): Promise<{ code: number; out: string }> {
   try {
     const r = await execFileP(process.execPath, ["--import", "tsx", CLI, ...args], {
-      cwd: REPO_ROOT,
+      cwd: REPO,
       env: { ...process.env, OPA_BIN: OPA_BIN ?? "opa" },
     });
     return { code: 0, out: r.stdout + r.stderr };

@@ -12,43 +12,29 @@ import {
   existsSync,
   mkdtempSync,
   readFileSync,
-  readdirSync,
   rmSync,
   statSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { freePorts, isListening } from "../helpers/ports.js";
+import {
+  CLI_JS,
+  ensureBuilt,
+  freePorts,
+  isListening,
+  NATS_SERVER_BIN,
+  OPA_BIN,
+  REPO,
+} from "../support/index.js";
 
 // ---- helpers: run the built binary like a user does ----
 
-const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const CLI = join(REPO, "dist", "src", "cli.js");
-const NATS_SERVER = process.env.NATS_SERVER_BIN ?? join(REPO, ".tools", "bin", "nats-server");
-const OPA = process.env.OPA_BIN ?? join(REPO, ".tools", "bin", "opa");
-
-function newestMtime(path: string): number {
-  const st = statSync(path);
-  if (!st.isDirectory()) return st.mtimeMs;
-  return Math.max(st.mtimeMs, ...readdirSync(path).map((f) => newestMtime(join(path, f))));
-}
-
-/** Build dist/ (tsc -p tsconfig.build.json) unless it is newer than every file in src/. */
-async function ensureBuilt(): Promise<void> {
-  if (existsSync(CLI) && statSync(CLI).mtimeMs >= newestMtime(join(REPO, "src"))) return;
-  const r = await run(
-    process.execPath,
-    [join(REPO, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.build.json"],
-    {
-      cwd: REPO,
-    },
-  );
-  if (r.code !== 0) throw new Error(`build failed:\n${r.stdout}${r.stderr}`);
-}
+const CLI = CLI_JS;
+const NATS_SERVER = NATS_SERVER_BIN;
+const OPA = OPA_BIN ?? join(REPO, ".tools", "bin", "opa");
 
 interface RunResult {
   code: number | null;

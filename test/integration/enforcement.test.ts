@@ -17,7 +17,7 @@ import {
   serverMatrix,
   startNatsServer,
   type NatsServer,
-} from "../helpers/nats-server.js";
+} from "../support/index.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

@@ -9,9 +9,9 @@ import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { FIXTURES, OPA_BIN, REPO_ROOT, skipWithoutOpa } from "../helpers/opa.js";
+import { FIXTURES, OPA_BIN, REPO, skipWithoutOpa } from "../support/index.js";
 
-const CLI = join(REPO_ROOT, "dist", "src", "cli.js");
+const CLI = join(REPO, "dist", "src", "cli.js");
 
 describe("eval reports the cause of an evaluation fault", { skip: skipWithoutOpa }, () => {
   let dir: string;
@@ -19,9 +19,9 @@ describe("eval reports the cause of an evaluation fault", { skip: skipWithoutOpa
     if (!existsSync(CLI)) {
       execFileSync(
         process.execPath,
-        [join(REPO_ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.build.json"],
+        [join(REPO, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.build.json"],
         {
-          cwd: REPO_ROOT,
+          cwd: REPO,
         },
       );
     }

@@ -14,14 +14,17 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import type { CalloutService, ResultEvent } from "../../src/service.js";
-import { nextAsyncError, until } from "../helpers/clients.js";
 import {
+  nextAsyncError,
+  until,
   EXAMPLE_POLICIES as POLICIES,
   startExampleStack,
   type ExampleStack,
-} from "../helpers/example-stack.js";
-import { serverMatrix, type NatsServer, type ServerBinary } from "../helpers/nats-server.js";
-import { skipWithoutOpa } from "../helpers/opa.js";
+  serverMatrix,
+  type NatsServer,
+  type ServerBinary,
+  skipWithoutOpa,
+} from "../support/index.js";
 
 /** The IdP bearer token of golden case jwt_frank_allow (test-only key, valid until 2100). */
 function frankToken(): string {

@@ -18,11 +18,16 @@ import { runInit } from "../../src/cli/init.js";
 import { loadServeConfig } from "../../src/cli/serve.js";
 import { createPolicyEngine } from "../../src/policy/index.js";
 import { startCallout } from "../../src/service.js";
-import { nextAsyncError } from "../helpers/clients.js";
-import { EXAMPLE_POLICIES } from "../helpers/example-stack.js";
-import { authTimeoutSeconds, serverMatrix } from "../helpers/nats-server.js";
-import { OPA_BIN, skipWithoutOpa } from "../helpers/opa.js";
-import { freePort, isListening } from "../helpers/ports.js";
+import {
+  nextAsyncError,
+  EXAMPLE_POLICIES,
+  authTimeoutSeconds,
+  serverMatrix,
+  OPA_BIN,
+  skipWithoutOpa,
+  freePort,
+  isListening,
+} from "../support/index.js";
 
 const MiB = 1024 * 1024;
 const LIMITS = {

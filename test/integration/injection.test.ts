@@ -18,12 +18,18 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { createPolicyEngine, type PolicyEngineHandle } from "../../src/policy/handler.js";
-import { startCallout, type CalloutService, type ResultEvent } from "../../src/service.js";
-import { nextAsyncError, until } from "../helpers/clients.js";
-import { startExampleStack, type ExampleStack } from "../helpers/example-stack.js";
-import { configModeSetup, serverMatrix, startNatsServer, type NatsServer } from "../helpers/nats-server.js";
-import { buildWasmFixture, REPO_ROOT, skipWithoutOpa } from "../helpers/opa.js";
+import type { ResultEvent } from "../../src/service.js";
+import {
+  nextAsyncError,
+  until,
+  startExampleStack,
+  type ExampleStack,
+  serverMatrix,
+  type NatsServer,
+  buildWasmFixture,
+  REPO,
+  skipWithoutOpa,
+} from "../support/index.js";
 
 const run = promisify(execFile);
 
@@ -55,8 +61,8 @@ decision := {
 
 // ---- the Go client ----
 
-const GO_DIR = join(REPO_ROOT, "test", "clients", "go-pubsub");
-const GO_BIN = join(REPO_ROOT, "build", "go-pubsub");
+const GO_DIR = join(REPO, "test", "clients", "go-pubsub");
+const GO_BIN = join(REPO, "build", "go-pubsub");
 let goSkip: string | false = "not built yet";
 function buildGo(): void {
   const go = spawnSync("go", ["version"], { encoding: "utf8" });
@@ -64,7 +70,7 @@ function buildGo(): void {
     goSkip = "`go` not found: the nats.go client tests need Go (CI has it)";
     return;
   }
-  mkdirSync(join(REPO_ROOT, "build"), { recursive: true });
+  mkdirSync(join(REPO, "build"), { recursive: true });
   const b = spawnSync("go", ["build", "-o", GO_BIN, "."], { cwd: GO_DIR, encoding: "utf8" });
   if (b.status !== 0) throw new Error(`go build failed: ${b.stderr}${b.stdout}`);
   goSkip = false;
@@ -107,7 +113,7 @@ try {
   const r = await run(
     process.execPath,
     ["--experimental-websocket", "--no-warnings", "--input-type=module", "-e", code],
-    { cwd: REPO_ROOT, timeout: 30_000 },
+    { cwd: REPO, timeout: 30_000 },
   );
   return r.stdout.trim();
 }
@@ -134,28 +140,22 @@ for (const srv of serverMatrix()) {
   const skip = srv.missing ? `nats-server ${srv.label} not found` : skipWithoutOpa;
   describe(`subject injection, naive policy (nats-server ${srv.label} ${srv.version})`, { skip }, () => {
     let server: NatsServer;
-    let engine: PolicyEngineHandle;
-    let svc: CalloutService;
+    let naive: ExampleStack;
     let victim: NatsConnection;
     let ticker: ReturnType<typeof setInterval>;
     const results: ResultEvent[] = [];
 
     before(async () => {
-      const cm = configModeSetup();
-      server = await startNatsServer({ bin: srv.bin, config: cm.config, websocket: true });
       const { bundlePath } = buildWasmFixture({ "naive.rego": NAIVE }, ["naive/decision"]);
-      engine = await createPolicyEngine({ bundle: bundlePath, entrypoint: "naive/decision", watch: false });
-      svc = await startCallout({
-        config: {
-          mode: "config",
-          nats: { servers: server.url, user: cm.callout.user, password: cm.callout.password },
-          issuer: { seed: cm.issuer.seed },
-          accounts: ["APP"],
-          log: { level: "silent" },
-        },
-        handler: engine.handler,
+      naive = await startExampleStack({
+        bin: srv.bin,
+        bundle: { path: bundlePath, entrypoint: "naive/decision" },
+        websocket: true,
+        accounts: ["APP"],
+        log: { level: "silent" },
         onResult: (e) => results.push(e),
       });
+      server = naive.server;
       // The victim: alice publishes into her own tree all the time.
       victim = await connect({ servers: server.url, user: "alice@good.example", pass: "pw" });
       ticker = setInterval(() => victim.publish("user.alice.secret", "for alice only"), 20);
@@ -163,9 +163,7 @@ for (const srv of serverMatrix()) {
     after(async () => {
       clearInterval(ticker);
       await victim?.close();
-      await svc?.stop();
-      await engine?.close();
-      await server?.stop();
+      await naive?.stop();
     });
 
     /** The service's decision for `user`'s latest login. */

@@ -22,11 +22,13 @@ import {
   kvClientAttacks,
   runRawOp,
   type Target,
-} from "../helpers/jetstream-attacks.js";
-import { startJetStreamStack, type JsMode, type JsStack } from "../helpers/jetstream.js";
-import { EXAMPLE_POLICIES } from "../helpers/example-stack.js";
-import { serverMatrix } from "../helpers/nats-server.js";
-import { skipWithoutOpa } from "../helpers/opa.js";
+  startJetStreamStack,
+  type JsMode,
+  type JsStack,
+  EXAMPLE_POLICIES,
+  serverMatrix,
+  skipWithoutOpa,
+} from "../support/index.js";
 
 const BOB_SECRET = "bob-secret-e2e-4b1d";
 const SEEDER_PASSWORD = "seeder-" + randomBytes(8).toString("hex");

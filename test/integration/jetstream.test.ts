@@ -6,7 +6,7 @@
  * "files-alice" and "files-bob", and a stream ORDERS (orders.alice.*, orders.bob.*), plus a pull consumer
  * "bob" on each of bob's scopes. Then, per library function:
  *   (a) alice's intended operations work with nats.js (@nats-io/kv, @nats-io/obj, @nats-io/jetstream);
- *   (b) every attack of test/helpers/jetstream-attacks.ts on bob's data is refused by the server, and
+ *   (b) every attack of test/support/jetstream-attacks.ts on bob's data is refused by the server, and
  *       nothing of bob's data comes back.
  * The admin runs the read attacks first as a control (they must reveal bob's data, so they are real).
  * nats.go (test/clients/go-jetstream, built with `go build`) runs the same table plus its own KV operations.
@@ -28,16 +28,16 @@ import {
   type OpResult,
   type RawOp,
   type Target,
-} from "../helpers/jetstream-attacks.js";
-import {
   buildGoClient,
   libraryPolicyDir,
   startJetStreamStack,
   type JsMode,
   type JsStack,
-} from "../helpers/jetstream.js";
-import { serverMatrix, type ServerBinary } from "../helpers/nats-server.js";
-import { REPO_ROOT, skipWithoutOpa } from "../helpers/opa.js";
+  serverMatrix,
+  type ServerBinary,
+  REPO,
+  skipWithoutOpa,
+} from "../support/index.js";
 import { join } from "node:path";
 
 const BOB_SECRET = "bob-secret-7f3a";
@@ -384,10 +384,7 @@ for (const sb of serverMatrix()) {
 
         before(async () => {
           policyDir = libraryPolicyDir({
-            "authz.rego": readFileSync(
-              join(REPO_ROOT, "test/fixtures/policies/jetstream/authz.rego"),
-              "utf8",
-            ),
+            "authz.rego": readFileSync(join(REPO, "test/fixtures/policies/jetstream/authz.rego"), "utf8"),
           });
           const stack = await startJetStreamStack({ bin: sb.bin, mode, policyDir });
           const connectAs = (helper: string, user = "alice") =>

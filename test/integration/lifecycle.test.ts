@@ -24,7 +24,7 @@ import {
   TRIVIAL_POLICY,
   waitUntil,
   type Stack,
-} from "../reliability/helpers.js";
+} from "../support/index.js";
 
 /** The events of a decision log once it holds `n` (events are written once the reply's fate is known). */
 const events = (path: string, n: number) =>

@@ -6,71 +6,32 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import {
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  readdirSync,
-  writeFileSync,
-  mkdirSync,
-} from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
-import { startNatsServer, serverMatrix, type NatsServer } from "../helpers/nats-server.js";
-import { skipWithoutOpa, OPA_BIN } from "../helpers/opa.js";
-import { freePort } from "../helpers/ports.js";
-import { until } from "../helpers/clients.js";
-import { POLICY, writeUsers } from "../helpers/live-stack.js";
+import {
+  startNatsServer,
+  serverMatrix,
+  type NatsServer,
+  skipWithoutOpa,
+  OPA_BIN,
+  freePort,
+  until,
+  POLICY,
+  writeUsers,
+  CLI_JS,
+  ensureBuilt,
+  startProcess,
+  type Child,
+} from "../support/index.js";
 
-const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const CLI = join(REPO, "dist", "src", "cli.js");
-
-function newest(path: string): number {
-  const st = statSync(path);
-  return st.isDirectory()
-    ? Math.max(st.mtimeMs, ...readdirSync(path).map((f) => newest(join(path, f))))
-    : st.mtimeMs;
-}
-
-function ensureBuilt(): void {
-  if (existsSync(CLI) && statSync(CLI).mtimeMs >= newest(join(REPO, "src"))) return;
-  execFileSync(
-    process.execPath,
-    [join(REPO, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.build.json"],
-    {
-      cwd: REPO,
-    },
-  );
-}
-
-interface Serve {
-  child: ChildProcess;
-  output(): string;
-  stop(): Promise<void>;
-}
-
-function serve(config: string): Serve {
-  const child = spawn(process.execPath, [CLI, "serve", "--config", config], {
+/** The built CLI's `serve`, output captured. */
+function serve(config: string): Promise<Child> {
+  return startProcess("serve", process.execPath, [CLI_JS, "serve", "--config", config], {
     env: { ...process.env, OPA_BIN: OPA_BIN ?? "opa" },
-    stdio: ["ignore", "pipe", "pipe"],
   });
-  let out = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  return {
-    child,
-    output: () => out,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      await exited;
-    },
-  };
 }
 
 const users = {
@@ -81,7 +42,7 @@ const users = {
 const bin = serverMatrix()[0]!;
 
 async function setUp(withKickRight: boolean) {
-  ensureBuilt();
+  await ensureBuilt();
   const dir = mkdtempSync(join(tmpdir(), "live-cli-"));
   const policyDir = join(dir, "policy");
   mkdirSync(policyDir);
@@ -89,7 +50,7 @@ async function setUp(withKickRight: boolean) {
   writeUsers(policyDir, users);
   const port = await freePort();
   execFileSync(process.execPath, [
-    CLI,
+    CLI_JS,
     "init",
     "--dir",
     join(dir, "cfg"),
@@ -118,7 +79,7 @@ async function setUp(withKickRight: boolean) {
   );
   writeFileSync(join(dir, "cfg", "service.yaml"), yaml, { mode: 0o600 });
   assert.match(yaml, /revocation:\n {2}enabled: true\n {2}nats:\n {4}user: revocation\n/);
-  const svc = serve(join(dir, "cfg", "service.yaml"));
+  const svc = await serve(join(dir, "cfg", "service.yaml"));
   return { dir, policyDir, server, svc };
 }
 
@@ -127,12 +88,12 @@ describe(
   { skip: bin.missing ? "nats-server missing" : skipWithoutOpa },
   () => {
     describe("with the KICK right", () => {
-      let env: { dir: string; policyDir: string; server: NatsServer; svc: Serve };
+      let env: { dir: string; policyDir: string; server: NatsServer; svc: Child };
       before(async () => {
         env = await setUp(true);
       });
       after(async () => {
-        await env?.svc.stop();
+        await env?.svc.stop(60_000);
         await env?.server.stop();
         if (env) rmSync(env.dir, { recursive: true, force: true });
       });
@@ -179,12 +140,12 @@ describe(
     });
 
     describe("without the KICK right", () => {
-      let env: { dir: string; policyDir: string; server: NatsServer; svc: Serve };
+      let env: { dir: string; policyDir: string; server: NatsServer; svc: Child };
       before(async () => {
         env = await setUp(false);
       });
       after(async () => {
-        await env?.svc.stop();
+        await env?.svc.stop(60_000);
         await env?.server.stop();
         if (env) rmSync(env.dir, { recursive: true, force: true });
       });

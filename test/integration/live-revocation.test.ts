@@ -10,18 +10,20 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { pino } from "pino";
-import { serverMatrix, type NatsServer } from "../helpers/nats-server.js";
-import { skipWithoutOpa } from "../helpers/opa.js";
-import { nextAsyncError, until } from "../helpers/clients.js";
-import { Kicker } from "../../src/live/kicker.js";
 import {
+  serverMatrix,
+  type NatsServer,
+  skipWithoutOpa,
+  nextAsyncError,
+  until,
   KICKER,
   NO_KICK,
   startLiveStack,
   writeUsers,
   type LiveStack,
   type UserSpec,
-} from "../helpers/live-stack.js";
+} from "../support/index.js";
+import { Kicker } from "../../src/live/kicker.js";
 
 interface Client {
   name: string;

@@ -33,23 +33,22 @@ import { createLogger } from "../../src/log.js";
 import { AuthError } from "../../src/errors.js";
 import type { AuthorizationRequest } from "../../src/types.js";
 import {
-  configModeSetup,
   operatorModeSetup,
   serverMatrix,
   startNatsServer,
   type NatsServer,
-} from "../helpers/nats-server.js";
-import { until } from "../helpers/clients.js";
-import { freePort } from "../helpers/ports.js";
-import { OPA_BIN, REPO_ROOT } from "../helpers/opa.js";
-import { EXAMPLE_POLICIES } from "../helpers/example-stack.js";
+  until,
+  freePort,
+  OPA_BIN,
+  REPO,
+  EXAMPLE_POLICIES,
+  startExampleStack,
+  type ExampleStack,
+} from "../support/index.js";
 
 const te = new TextEncoder();
 /** The example policy's nkey service user (policies/callout/nkeys/data.json). */
-const AUDIT_SEED = readFileSync(
-  join(REPO_ROOT, "policies", "testdata", "audit-svc.TEST-ONLY.nk"),
-  "utf8",
-).trim();
+const AUDIT_SEED = readFileSync(join(REPO, "policies", "testdata", "audit-svc.TEST-ONLY.nk"), "utf8").trim();
 const audit = fromSeed(te.encode(AUDIT_SEED));
 const AUDIT_KEY = audit.getPublicKey();
 const other = createUser();
@@ -256,29 +255,14 @@ for (const sb of serverMatrix()) {
 
   describe(`config mode without an nkey user (nats-server ${sb.version || sb.label})`, { skip }, () => {
     let server: NatsServer;
-    let engine: PolicyEngineHandle;
-    let svc: CalloutService;
+    let stack: ExampleStack;
     const c = collector();
     before(async () => {
-      const cm = configModeSetup();
-      server = await startNatsServer({ bin: sb.bin, config: cm.config });
-      engine = await createPolicyEngine({ dir: EXAMPLE_POLICIES, opaBin: OPA_BIN ?? "opa", watch: false });
-      svc = await startCallout({
-        config: {
-          mode: "config",
-          nats: { servers: server.url, user: cm.callout.user, password: cm.callout.password },
-          issuer: { seed: cm.issuer.seed },
-          accounts: ["APP", "OPS"],
-        },
-        handler: engine.handler,
-        onResult: c.onResult,
-        logger: c.logger,
-      });
+      stack = await startExampleStack({ bin: sb.bin, log: null, logger: c.logger, onResult: c.onResult });
+      server = stack.server;
     });
     after(async () => {
-      await svc?.stop();
-      await engine?.close();
-      await server?.stop();
+      await stack?.stop();
     });
 
     test("no nonce: a genuine nkey client cannot prove its key and is refused; the service said why, once", async () => {

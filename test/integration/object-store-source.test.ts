@@ -12,9 +12,15 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import { connect } from "@nats-io/transport-node";
 import { ObjectStoreBundleSource, uploadBundle } from "../../src/policy/sources/object-store.js";
-import { cleanupBundleHelpers, opaBundle, tmpDir } from "../helpers/bundles.js";
-import { serverMatrix, startNatsServer } from "../helpers/nats-server.js";
-import { OPA_BIN, skipWithoutOpa } from "../helpers/opa.js";
+import {
+  cleanupBundleHelpers,
+  opaBundle,
+  tmpDir,
+  serverMatrix,
+  startNatsServer,
+  OPA_BIN,
+  skipWithoutOpa,
+} from "../support/index.js";
 
 after(cleanupBundleHelpers);
 

@@ -14,10 +14,19 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "@nats-io/transport-node";
 import { parseListen, startHttpServer, type Readiness } from "../../src/http.js";
 import { CalloutMetrics, CONTENT_TYPE } from "../../src/metrics.js";
-import { configModeSetup, serverMatrix, startNatsServer, type NatsServer } from "../helpers/nats-server.js";
-import { FIXTURES, OPA_BIN, REPO_ROOT, buildWasmFixture } from "../helpers/opa.js";
-import { freePort } from "../helpers/ports.js";
-import { key, parse } from "../helpers/prometheus.js";
+import {
+  configModeSetup,
+  serverMatrix,
+  startNatsServer,
+  type NatsServer,
+  FIXTURES,
+  OPA_BIN,
+  REPO,
+  buildWasmFixture,
+  freePort,
+  key,
+  parse,
+} from "../support/index.js";
 
 const P = "nats_opa_callout";
 
@@ -142,15 +151,11 @@ interface Replica {
 function startServe(args: string[]): Replica {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const k of Object.keys(env)) if (k.startsWith("NATS_")) delete env[k];
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", join(REPO_ROOT, "src", "cli.ts"), "serve", ...args],
-    {
-      cwd: REPO_ROOT,
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
+  const child = spawn(process.execPath, ["--import", "tsx", join(REPO, "src", "cli.ts"), "serve", ...args], {
+    cwd: REPO,
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let out = "";
   let err = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));

@@ -10,7 +10,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { OPA_BIN, REPO_ROOT, skipWithoutOpa } from "../helpers/opa.js";
+import { OPA_BIN, REPO, skipWithoutOpa } from "../support/index.js";
 
 const NPM = process.platform === "win32" ? "npm.cmd" : "npm";
 
@@ -31,10 +31,10 @@ describe("npm package (npm pack → npm install → the CLI)", { skip: skipWitho
   let bin: string;
 
   before(() => {
-    assert.ok(existsSync(join(REPO_ROOT, "dist", "src", "cli.js")), "dist/ is missing: run make build");
+    assert.ok(existsSync(join(REPO, "dist", "src", "cli.js")), "dist/ is missing: run make build");
     dir = mkdtempSync(join(tmpdir(), "pack-test-"));
     const packed = JSON.parse(
-      execFileSync(NPM, ["pack", "--json", "--pack-destination", dir], { cwd: REPO_ROOT, encoding: "utf8" }),
+      execFileSync(NPM, ["pack", "--json", "--pack-destination", dir], { cwd: REPO, encoding: "utf8" }),
     ) as { filename: string; files: { path: string }[] }[];
     tgz = join(dir, packed[0]!.filename);
     files = packed[0]!.files.map((f) => f.path);
@@ -59,7 +59,7 @@ describe("npm package (npm pack → npm install → the CLI)", { skip: skipWitho
     ]) {
       assert.ok(files.includes(f), `${f} is in the package`);
     }
-    const pkg = JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as {
+    const pkg = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as {
       bin: Record<string, string>;
     };
     for (const target of Object.values(pkg.bin))
@@ -99,7 +99,7 @@ describe("npm package (npm pack → npm install → the CLI)", { skip: skipWitho
     const make = run(
       "make",
       ["--no-print-directory", "policy", `POLICY_DIR=${starter}`, `POLICY_OUT=${join(dir, "out")}`],
-      REPO_ROOT,
+      REPO,
       {
         OPA_BIN: OPA_BIN!,
       },

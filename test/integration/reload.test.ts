@@ -22,14 +22,15 @@ import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { PolicyEngineHandle, PolicyStatus, ReloadEvent } from "../../src/policy/index.js";
 import type { ResultEvent } from "../../src/service.js";
-import { until } from "../helpers/clients.js";
 import {
+  until,
   EXAMPLE_POLICIES as POLICIES,
   startExampleStack,
   type ExampleStack,
-} from "../helpers/example-stack.js";
-import { serverMatrix, type NatsServer } from "../helpers/nats-server.js";
-import { skipWithoutOpa } from "../helpers/opa.js";
+  serverMatrix,
+  type NatsServer,
+  skipWithoutOpa,
+} from "../support/index.js";
 /** Upper bound for a reload (debounce 200 ms + write-finish 100 ms + opa build) to show up in the store. */
 const RELOAD_WAIT_MS = 10_000;
 

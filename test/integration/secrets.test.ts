@@ -12,9 +12,15 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
-import { startOurs, type OursChild } from "../../bench/lib/peers.js";
-import { configModeSetup, serverMatrix, startNatsServer, type NatsServer } from "../helpers/nats-server.js";
-import { OPA_BIN } from "../helpers/opa.js";
+import {
+  startOurs,
+  type OursChild,
+  configModeSetup,
+  serverMatrix,
+  startNatsServer,
+  type NatsServer,
+  OPA_BIN,
+} from "../support/index.js";
 import { fold, MIN_FRAGMENT } from "../../src/secrets.js";
 
 // Fixed values: randomness must not decide the outcome.

@@ -20,7 +20,7 @@ import { resolveConfig, type ResolvedConfig, type ServiceConfig } from "../../sr
 import type { Handler } from "../../src/callout/pipeline.js";
 import { AuthError } from "../../src/errors.js";
 import type { Logger } from "../../src/log.js";
-import { configModeSetup, serverMatrix, startNatsServer, type NatsServer } from "../helpers/nats-server.js";
+import { configModeSetup, serverMatrix, startNatsServer, type NatsServer } from "../support/index.js";
 
 const latest = serverMatrix()[0]!;
 

@@ -29,8 +29,10 @@ import {
   startNatsServer,
   type NatsServer,
   type ServerBinary,
-} from "../helpers/nats-server.js";
-import { nextAsyncError, until, userInfo } from "../helpers/clients.js";
+  nextAsyncError,
+  until,
+  userInfo,
+} from "../support/index.js";
 
 const enc = new TextEncoder();
 

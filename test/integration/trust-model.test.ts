@@ -16,9 +16,16 @@ import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node"
 import { createAccount } from "@nats-io/nkeys";
 import { startCallout, type CalloutService, type ResultEvent } from "../../src/service.js";
 import { signerFromSeed } from "../../src/callout/keys.js";
-import { serverMatrix, startNatsServer, type NatsServer } from "../helpers/nats-server.js";
-import { buildRequest, newServerKey, newXKey, peekClaims } from "../helpers/keys.js";
-import { until } from "../helpers/clients.js";
+import {
+  serverMatrix,
+  startNatsServer,
+  type NatsServer,
+  buildRequest,
+  newServerKey,
+  newXKey,
+  peekClaims,
+  until,
+} from "../support/index.js";
 
 const dec = new TextDecoder();
 

@@ -25,7 +25,7 @@ import { countOccurrences, skeleton } from "../../src/injection.js";
 import { createPolicyEngine, type PolicyEngineHandle } from "../../src/policy/handler.js";
 import { SMOKE_REQUEST } from "../../src/policy/input.js";
 import type { AuthorizationRequest, Grant } from "../../src/types.js";
-import { buildWasmFixture, skipWithoutOpa } from "../helpers/opa.js";
+import { buildWasmFixture, skipWithoutOpa } from "../support/index.js";
 
 const SEED = Number(process.env.INJECTION_PROPERTY_SEED ?? 20261129);
 const NUM_RUNS = Number(process.env.INJECTION_PROPERTY_RUNS ?? 150);

@@ -19,20 +19,25 @@ import {
   xkeyFromSeed,
   type Handler,
 } from "../../src/callout/index.js";
-import { newKeys, secret } from "../../bench/lib/keys.js";
-import { benchUser, examplePolicyDir } from "../../bench/lib/policies.js";
-import { procRssBytes } from "../../bench/lib/proc.js";
-import { fakeServer, makeRequest, requestClaims, type RequestSpec } from "../../bench/lib/requests.js";
 import {
-  FULL,
-  SCALE_NAME,
+  newKeys,
+  secret,
+  benchUser,
+  examplePolicyDir,
+  procRssBytes,
+  fakeServer,
+  makeRequest,
+  specClaims,
+  type RequestSpec,
+  RELIABILITY_FULL as FULL,
+  RELIABILITY_SCALE_NAME as SCALE_NAME,
   fileDir,
   readDecisions,
   registerSecret,
   startStack,
   tryConnect,
   type Stack,
-} from "./helpers.js";
+} from "../support/index.js";
 
 const TOTAL = FULL ? 100_000 : 10_000;
 const WIRE_CREDS = FULL ? 600 : 200;
@@ -156,7 +161,7 @@ test(`bad input in-process (${SCALE_NAME}: ${TOTAL.toLocaleString("en-US")} requ
       () => ({ category: "", kind: "user_nkey missing", data: signed((c) => delete nats(c).user_nkey) }),
       () => {
         // encodeJwt always writes its own iat: sign this one by hand, with the real server key.
-        const claims = requestClaims(base);
+        const claims = specClaims(base);
         claims.iat = "now";
         claims.iss = server.id;
         const input = `${b64('{"typ":"JWT","alg":"ed25519-nkey"}')}.${b64(JSON.stringify(claims))}`;
@@ -216,7 +221,7 @@ test(`bad input in-process (${SCALE_NAME}: ${TOTAL.toLocaleString("en-US")} requ
         return {
           category: "",
           kind: "signed by an account key",
-          data: te.encode(encodeJwt(requestClaims(base), acc)),
+          data: te.encode(encodeJwt(specClaims(base), acc)),
         };
       },
     ],

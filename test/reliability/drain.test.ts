@@ -8,7 +8,12 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { FULL, SCALE_NAME, fileDir, sigtermMidStorm } from "./helpers.js";
+import {
+  RELIABILITY_FULL as FULL,
+  RELIABILITY_SCALE_NAME as SCALE_NAME,
+  fileDir,
+  sigtermMidStorm,
+} from "../support/index.js";
 
 const N = FULL ? 3_000 : 1_000;
 const ROUNDS = FULL ? 3 : 1;

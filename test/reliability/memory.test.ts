@@ -9,20 +9,23 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { buildGo } from "../../bench/lib/go-build.js";
-import { benchUser, examplePolicyDir } from "../../bench/lib/policies.js";
-import { procRssBytes } from "../../bench/lib/proc.js";
-import { stormGo, stormTs, type StormResult } from "../../bench/lib/storm.js";
 import {
-  FULL,
-  SCALE_NAME,
+  buildGo,
+  benchUser,
+  examplePolicyDir,
+  procRssBytes,
+  stormGo,
+  stormTs,
+  type StormResult,
+  RELIABILITY_FULL as FULL,
+  RELIABILITY_SCALE_NAME as SCALE_NAME,
   atomicWrite,
   fileDir,
   policyStatus,
   startStack,
   waitUntil,
   type Stack,
-} from "./helpers.js";
+} from "../support/index.js";
 
 const RELOADS = FULL ? 100 : 10;
 const AUTHS = FULL ? 50_000 : 5_000;

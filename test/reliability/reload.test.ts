@@ -8,10 +8,10 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { join } from "node:path";
-import { stormTs } from "../../bench/lib/storm.js";
 import {
-  FULL,
-  SCALE_NAME,
+  stormTs,
+  RELIABILITY_FULL as FULL,
+  RELIABILITY_SCALE_NAME as SCALE_NAME,
   atomicWrite,
   fileDir,
   policyStatus,
@@ -20,7 +20,7 @@ import {
   startStack,
   waitUntil,
   type Stack,
-} from "./helpers.js";
+} from "../support/index.js";
 
 const RELOADS = FULL ? 100 : 10;
 

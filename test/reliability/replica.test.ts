@@ -5,8 +5,15 @@
  */
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import { stormTs } from "../../bench/lib/storm.js";
-import { FULL, SCALE_NAME, fileDir, readDecisions, startStack, type Stack } from "./helpers.js";
+import {
+  stormTs,
+  RELIABILITY_FULL as FULL,
+  RELIABILITY_SCALE_NAME as SCALE_NAME,
+  fileDir,
+  readDecisions,
+  startStack,
+  type Stack,
+} from "../support/index.js";
 
 const N = FULL ? 10_000 : 2_000;
 const CONCURRENCY = 50;

@@ -6,8 +6,15 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { stormTs } from "../../bench/lib/storm.js";
-import { FULL, SCALE_NAME, fileDir, startStack, tryConnect, type Stack } from "./helpers.js";
+import {
+  stormTs,
+  RELIABILITY_FULL as FULL,
+  RELIABILITY_SCALE_NAME as SCALE_NAME,
+  fileDir,
+  startStack,
+  tryConnect,
+  type Stack,
+} from "../support/index.js";
 
 const RESTARTS = FULL ? 5 : 2;
 const WINDOW_MS = 5_000;
@@ -34,10 +41,10 @@ test(`the service serves again within 5 s of a nats-server restart (${SCALE_NAME
       signal: AbortSignal.timeout(500),
     });
     await sleep(200);
-    await s.server.stop();
+    await s.server.kill();
     await load; // attempts against a dead server fail; that is expected and not counted
     await sleep(1_000);
-    await s.server.start();
+    await s.server.restart();
     const back = performance.now();
 
     // A new client every 100 ms, not waiting for the previous one (an attempt that reaches the server

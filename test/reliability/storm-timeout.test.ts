@@ -9,9 +9,19 @@
  */
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import { buildGo } from "../../bench/lib/go-build.js";
-import { stormGo, stormTs, type StormResult } from "../../bench/lib/storm.js";
-import { FULL, SCALE_NAME, fileDir, getStatus, readDecisions, startStack, type Stack } from "./helpers.js";
+import {
+  buildGo,
+  stormGo,
+  stormTs,
+  type StormResult,
+  RELIABILITY_FULL as FULL,
+  RELIABILITY_SCALE_NAME as SCALE_NAME,
+  fileDir,
+  getStatus,
+  readDecisions,
+  startStack,
+  type Stack,
+} from "../support/index.js";
 
 const N = FULL ? 10_000 : 1_000;
 const CONCURRENCY = 50;

@@ -12,10 +12,8 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { connect } from "@nats-io/transport-node";
-import { secret } from "../../bench/lib/keys.js";
-import { appendFileSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import {
+  secret,
   SUITE_DIR,
   fileDir,
   readDecisions,
@@ -24,7 +22,9 @@ import {
   startStack,
   tryConnect,
   type Stack,
-} from "./helpers.js";
+} from "../support/index.js";
+import { appendFileSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 
 const LEAKY_POLICY = `package nats.authz
 

@@ -14,8 +14,9 @@
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
-import { serverMatrix, authTimeoutSeconds } from "../helpers/nats-server.js";
 import {
+  serverMatrix,
+  authTimeoutSeconds,
   generateTopology,
   removeTopology,
   secretOf,
@@ -23,19 +24,17 @@ import {
   waitForReplicas,
   type GeneratedTopology,
   type ServerProc,
-} from "../helpers/cluster.js";
-import { skipWithoutOpa } from "../helpers/opa.js";
-import {
+  skipWithoutOpa,
   CLIENT_PASS,
-  FULL,
-  SCALE_NAME,
+  TOPOLOGY_FULL as FULL,
+  TOPOLOGY_SCALE_NAME as SCALE_NAME,
   decisionsByServer,
   dropsOf,
   spreadStorm,
   startReplica,
-  trivialPolicyDir,
+  topologyPolicyDir,
   type Replica,
-} from "./helpers.js";
+} from "../support/index.js";
 
 const LOGINS_PER_SERVER = FULL ? 200 : 30;
 const STORM = FULL ? 3000 : 400;
@@ -60,7 +59,7 @@ for (const server of serverMatrix()) {
       before(async () => {
         g = await generateTopology({ clusters: [3], timeout: authTimeoutSeconds() });
         hub = await startHub(server.bin, g);
-        policyDir = trivialPolicyDir(g.dir);
+        policyDir = topologyPolicyDir(g.dir);
         replicas.push(await startReplica(g, "r1", hub[0]!.url, policyDir));
         replicas.push(await startReplica(g, "r2", hub[1]!.url, policyDir));
         await waitForReplicas(hub, "AUTH", AUTH, 2);

@@ -28,10 +28,12 @@ import {
   waitForReplicas,
   type GeneratedTopology,
   type ServerProc,
-} from "../helpers/cluster.js";
-import { authTimeoutSeconds, serverMatrix } from "../helpers/nats-server.js";
-import { freePort } from "../helpers/ports.js";
-import { spreadStorm, CLIENT_PASS } from "./helpers.js";
+  authTimeoutSeconds,
+  serverMatrix,
+  freePort,
+  spreadStorm,
+  CLIENT_PASS,
+} from "../support/index.js";
 
 const GRANT: Grant = { account: "APP", pub: { allow: ["app.>"] }, sub: { allow: ["app.>", "_INBOX.>"] } };
 const LOGINS = 20;

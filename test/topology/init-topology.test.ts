@@ -26,12 +26,21 @@ import { parse } from "yaml";
 import { bcryptHash, initCommand, runInit, type InitOptions } from "../../src/cli/init.js";
 import { topologyFromFlags, writeTopology, type TopologyResult } from "../../src/cli/init-topology.js";
 import { UsageError } from "../../src/cli/common.js";
-import { startProcess, type Child } from "../../bench/lib/process.js";
-import { waitReady } from "../../bench/lib/peers.js";
-import { generateTopology, removeTopology, startHub, waitForReplicas } from "../helpers/cluster.js";
-import { authTimeoutSeconds, serverMatrix } from "../helpers/nats-server.js";
-import { REPO_ROOT, skipWithoutOpa } from "../helpers/opa.js";
-import { CLIENT_PASS, trivialPolicyDir } from "./helpers.js";
+import {
+  startProcess,
+  type Child,
+  waitReady,
+  generateTopology,
+  removeTopology,
+  startHub,
+  waitForReplicas,
+  authTimeoutSeconds,
+  serverMatrix,
+  REPO,
+  skipWithoutOpa,
+  CLIENT_PASS,
+  topologyPolicyDir,
+} from "../support/index.js";
 
 const dirs: string[] = [];
 after(() => {
@@ -278,7 +287,7 @@ for (const server of serverMatrix()) {
   const skip = server.missing ? `nats-server ${server.label} missing` : skipWithoutOpa;
   describe(`operator-mode cluster from init (${server.label} ${server.version})`, { skip }, () => {
     test("one replica (serve --config service.yaml as generated) serves sentinel logins on every member", async () => {
-      const policyDir = trivialPolicyDir(mkdtempSync(join(tmpdir(), "init-topo-policy-")));
+      const policyDir = topologyPolicyDir(mkdtempSync(join(tmpdir(), "init-topo-policy-")));
       dirs.push(join(policyDir, ".."));
       const g = await generateTopology({
         clusters: [2],
@@ -295,10 +304,10 @@ for (const server of serverMatrix()) {
         serve = await startProcess(
           "serve",
           process.execPath,
-          ["--import", "tsx", join(REPO_ROOT, "src", "cli.ts"), "serve", "--config", svcFile],
+          ["--import", "tsx", join(REPO, "src", "cli.ts"), "serve", "--config", svcFile],
           {
-            cwd: REPO_ROOT,
-            env: { ...process.env, OPA_BIN: process.env.OPA_BIN ?? join(REPO_ROOT, ".tools", "bin", "opa") },
+            cwd: REPO,
+            env: { ...process.env, OPA_BIN: process.env.OPA_BIN ?? join(REPO, ".tools", "bin", "opa") },
           },
         );
         await waitReady(serve, `http://${svc.metrics.listen}/readyz`, 60_000);

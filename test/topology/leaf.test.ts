@@ -35,14 +35,12 @@ import {
   waitFor,
   type GeneratedTopology,
   type ServerProc,
-} from "../helpers/cluster.js";
-import {
   authTimeoutSeconds,
   configModeSetup,
   serverMatrix,
   startNatsServer,
-} from "../helpers/nats-server.js";
-import { freePort } from "../helpers/ports.js";
+  freePort,
+} from "../support/index.js";
 
 const ALICE = { user: "alice", pass: "alice-pw" };
 const GRANT: Grant = {

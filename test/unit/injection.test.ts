@@ -29,7 +29,7 @@ import {
 import { createPolicyEngine } from "../../src/policy/handler.js";
 import { SMOKE_REQUEST } from "../../src/policy/input.js";
 import type { AuthorizationRequest, Grant } from "../../src/types.js";
-import { buildWasmFixture, skipWithoutOpa } from "../helpers/opa.js";
+import { buildWasmFixture, skipWithoutOpa } from "../support/index.js";
 
 /** The smoke request reduced to alice with a password and no other client strings, plus `o`. */
 function request(

@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { CalloutMetrics, CONTENT_TYPE, LATENCY_BUCKETS } from "../../src/metrics.js";
-import { key, parse } from "../helpers/prometheus.js";
+import { key, parse } from "../support/index.js";
 
 const P = "nats_opa_callout";
 

@@ -18,7 +18,7 @@ import { createAuthorizer } from "../../src/callout/pipeline.js";
 import { buildInput } from "../../src/policy/input.js";
 import { requestFromInput, requestFromJwt } from "../../src/cli/request.js";
 import type { AuthorizationRequest } from "../../src/types.js";
-import { buildRequest, makeKeys } from "../helpers/keys.js";
+import { buildRequest, makeKeys } from "../support/index.js";
 
 const te = new TextEncoder();
 const NONCE = "a_E4fy2wh0AUgJ0";

@@ -20,7 +20,7 @@ import { buildDecisionEvent, maskInput } from "../../src/audit.js";
 import { createAuthorizer } from "../../src/callout/pipeline.js";
 import { buildInput, SMOKE_REQUEST } from "../../src/policy/input.js";
 import type { AuthorizationRequest } from "../../src/types.js";
-import { buildRequest, makeKeys } from "../helpers/keys.js";
+import { buildRequest, makeKeys } from "../support/index.js";
 
 const PASSWORD = "Correct-Horse-Battery";
 const TOKEN = "tok3n-9f2c41d7e0ab55c3";

@@ -11,7 +11,7 @@ import {
   type UserClaimsOptions,
 } from "../../../src/callout/claims.js";
 import type { AuthorizationRequest, Grant } from "../../../src/types.js";
-import { newAccountKey, newUserNkey } from "../../helpers/keys.js";
+import { newAccountKey, newUserNkey } from "../../support/index.js";
 
 const issuer = newAccountKey();
 const NOW = 1_800_000_000_000;

@@ -12,7 +12,7 @@ import {
   newServerKey,
   newXKey,
   type RequestOptions,
-} from "../../helpers/keys.js";
+} from "../../support/index.js";
 
 const keys = makeKeys();
 const PASSWORD = "s3cret-pass";

@@ -18,7 +18,7 @@ import {
   newServerKey,
   openResponse,
   type RequestOptions,
-} from "../../helpers/keys.js";
+} from "../../support/index.js";
 
 const keys = makeKeys();
 const PASSWORD = "s3cret-pass";

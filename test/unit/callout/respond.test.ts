@@ -11,7 +11,7 @@ import {
   MAX_ERROR_LENGTH,
 } from "../../../src/callout/respond.js";
 import type { ReplyTarget } from "../../../src/callout/decode.js";
-import { makeKeys, newAccountKey, newUserNkey, openResponse } from "../../helpers/keys.js";
+import { makeKeys, newAccountKey, newUserNkey, openResponse } from "../../support/index.js";
 
 const keys = makeKeys();
 const td = new TextDecoder();

@@ -23,7 +23,7 @@ import path from "node:path";
 import { before, describe, test } from "node:test";
 import { readBundle } from "../../../src/policy/bundle.js";
 import { PolicyEngine } from "../../../src/policy/engine.js";
-import { FIXTURES, buildWasmFixture, jsonWithBigInts, opaEval, skipWithoutOpa } from "../../helpers/opa.js";
+import { FIXTURES, buildWasmFixture, jsonWithBigInts, opaEval, skipWithoutOpa } from "../../support/index.js";
 
 const FIXTURE = path.join(FIXTURES, "builtins-diff", "diff.rego");
 

@@ -29,7 +29,7 @@ import {
   buildWasmFixture,
   skipWithoutOpa,
   tarGz,
-} from "../../helpers/opa.js";
+} from "../../support/index.js";
 
 const EP = "nats/authz/decision";
 const tmpRoots: string[] = [];

@@ -10,7 +10,7 @@ import { generate } from "../../../scripts/capabilities.js";
 import { HOST_BUILTINS, JS_BUILTINS } from "../../../src/policy/builtins.js";
 import { readBundle } from "../../../src/policy/bundle.js";
 import { PolicyEngine, SUPPORTED_HOST_BUILTINS } from "../../../src/policy/engine.js";
-import { CAPABILITIES, buildWasmFixture, skipWithoutOpa } from "../../helpers/opa.js";
+import { CAPABILITIES, buildWasmFixture, skipWithoutOpa } from "../../support/index.js";
 
 interface Caps {
   builtins: { name: string; decl?: { args?: unknown[]; result?: unknown } }[];

@@ -30,11 +30,11 @@ import { toDecision } from "../../../src/policy/decision.js";
 import { createPolicyEngine, type PolicyEngineHandle } from "../../../src/policy/handler.js";
 import { buildInput } from "../../../src/policy/input.js";
 import type { AuthorizationRequest } from "../../../src/types.js";
-import { OPA_BIN, REPO_ROOT, skipWithoutOpa } from "../../helpers/opa.js";
+import { OPA_BIN, REPO, skipWithoutOpa } from "../../support/index.js";
 
-const POLICIES = path.join(REPO_ROOT, "policies");
+const POLICIES = path.join(REPO, "policies");
 const CASES_DIR = path.join(POLICIES, "cases");
-const CONTRACT = path.join(REPO_ROOT, "docs", "policy-contract.md");
+const CONTRACT = path.join(REPO, "docs", "policy-contract.md");
 
 /** The service's account allow-list for the example policy (docs/policy-contract.md, "Accounts to configure"). */
 const SERVICE_ACCOUNTS = ["APP", "OPS"] as const;

@@ -11,7 +11,7 @@ import { PolicyEvalError, PolicyLoadError } from "../../../src/errors.js";
 import { readBundle } from "../../../src/policy/bundle.js";
 import { PolicyEngine, SUPPORTED_HOST_BUILTINS } from "../../../src/policy/engine.js";
 import { SMOKE_INPUT, buildInput, SMOKE_REQUEST } from "../../../src/policy/input.js";
-import { FIXTURES, buildWasmFixture, skipWithoutOpa } from "../../helpers/opa.js";
+import { FIXTURES, buildWasmFixture, skipWithoutOpa } from "../../support/index.js";
 
 const EP = "nats/authz/decision";
 const basicFiles = (): Record<string, string> => ({

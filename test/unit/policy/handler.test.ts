@@ -13,7 +13,7 @@ import { createPolicyEngine, type PolicyEngineHandle } from "../../../src/policy
 import { SMOKE_REQUEST } from "../../../src/policy/input.js";
 import { PolicyStore } from "../../../src/policy/store.js";
 import type { AuthorizationRequest } from "../../../src/types.js";
-import { CAPABILITIES, FIXTURES, OPA_BIN, skipWithoutOpa } from "../../helpers/opa.js";
+import { CAPABILITIES, FIXTURES, OPA_BIN, skipWithoutOpa } from "../../support/index.js";
 
 const tmpRoots: string[] = [];
 function tmpCopy(): string {

@@ -1,5 +1,5 @@
 /**
- * The OPA bundle-service source against a real HTTP(S) server in this process (test/helpers/bundles.ts):
+ * The OPA bundle-service source against a real HTTP(S) server in this process (test/support/bundles.ts):
  * first download, ETag/304, long polling that delivers a change at once, plain polling against a server without
  * long polling, bearer tokens, mutual TLS, and every failure keeping the last good bundle file untouched with an
  * honest status: wrong token, server errors, a truncated archive, a tampered signed bundle, a server that is down
@@ -22,8 +22,9 @@ import {
   startBundleServer,
   testPki,
   tmpDir,
-} from "../../helpers/bundles.js";
-import { OPA_BIN, skipWithoutOpa } from "../../helpers/opa.js";
+  OPA_BIN,
+  skipWithoutOpa,
+} from "../../support/index.js";
 
 after(cleanupBundleHelpers);
 
@@ -220,7 +221,7 @@ describe("HTTP bundle source (OPA bundle service protocol)", { skip: skipWithout
       maxDelayMs: HOUR,
     });
     // Re-pack with a changed data.json but the original signature.
-    const { tarGz } = await import("../../helpers/opa.js");
+    const { tarGz } = await import("../../support/index.js");
     const tampered = tarGz(
       Object.fromEntries([...files].map(([k, v]) => [k, k === "/data.json" ? Buffer.from(dataFor(4)) : v])),
     );

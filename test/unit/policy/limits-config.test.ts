@@ -13,7 +13,7 @@ import { CONFIG_FIELDS, resolveConfig, type ServiceConfig } from "../../../src/c
 import { ConfigError } from "../../../src/errors.js";
 import { openPolicy } from "../../../src/cli/policy.js";
 import { POOL_DEFAULTS } from "../../../src/policy/limits.js";
-import { FIXTURES, OPA_BIN, skipWithoutOpa } from "../../helpers/opa.js";
+import { FIXTURES, OPA_BIN, skipWithoutOpa } from "../../support/index.js";
 
 const dir = mkdtempSync(join(tmpdir(), "limits-config-"));
 after(() => rmSync(dir, { recursive: true, force: true }));

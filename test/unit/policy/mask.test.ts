@@ -20,7 +20,7 @@ import { policyMask, toMaskOps } from "../../../src/policy/mask.js";
 import type { ResultEvent } from "../../../src/service.js";
 import type { AuthorizationRequest, Outcome } from "../../../src/types.js";
 import type { Handler } from "../../../src/callout/pipeline.js";
-import { CAPABILITIES, FIXTURES, OPA_BIN, buildWasmFixture, skipWithoutOpa } from "../../helpers/opa.js";
+import { CAPABILITIES, FIXTURES, OPA_BIN, buildWasmFixture, skipWithoutOpa } from "../../support/index.js";
 
 const MASK_EP = "nats/authz/mask";
 const PASS = "alice-pw";

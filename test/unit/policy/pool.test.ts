@@ -21,8 +21,14 @@ import type { AuthorizationRequest, Grant } from "../../../src/types.js";
 import { buildDecisionEvent } from "../../../src/audit.js";
 import { decisionRecordFromResult } from "../../../src/cli/result.js";
 import type { ResultEvent } from "../../../src/service.js";
-import { until } from "../../helpers/clients.js";
-import { CAPABILITIES, FIXTURES, OPA_BIN, buildWasmFixture, skipWithoutOpa } from "../../helpers/opa.js";
+import {
+  until,
+  CAPABILITIES,
+  FIXTURES,
+  OPA_BIN,
+  buildWasmFixture,
+  skipWithoutOpa,
+} from "../../support/index.js";
 
 const common = { capabilities: CAPABILITIES, opaBin: OPA_BIN ?? "opa", watch: false } as const;
 

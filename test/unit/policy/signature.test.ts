@@ -14,8 +14,14 @@ import {
   type VerificationConfig,
 } from "../../../src/policy/signature.js";
 import { readTarGz } from "../../../src/policy/tar.js";
-import { cleanupBundleHelpers, opaBundle, pemPair } from "../../helpers/bundles.js";
-import { OPA_BIN, skipWithoutOpa, tarGz } from "../../helpers/opa.js";
+import {
+  cleanupBundleHelpers,
+  opaBundle,
+  pemPair,
+  OPA_BIN,
+  skipWithoutOpa,
+  tarGz,
+} from "../../support/index.js";
 
 after(cleanupBundleHelpers);
 

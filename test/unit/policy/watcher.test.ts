@@ -24,8 +24,7 @@ import { SMOKE_REQUEST, buildInput } from "../../../src/policy/input.js";
 import { takeSnapshot } from "../../../src/policy/snapshot.js";
 import { PolicyStore, type ReloadEvent } from "../../../src/policy/store.js";
 import { PolicyWatcher } from "../../../src/policy/watcher.js";
-import { until } from "../../helpers/clients.js";
-import { CAPABILITIES, FIXTURES, OPA_BIN, skipWithoutOpa } from "../../helpers/opa.js";
+import { until, CAPABILITIES, FIXTURES, OPA_BIN, skipWithoutOpa } from "../../support/index.js";
 
 const EP = "nats/authz/decision";
 const tmpRoots: string[] = [];

@@ -22,7 +22,7 @@ import { createPolicyEngine, type PolicyEngineHandle } from "../../src/policy/in
 import { startCallout, type CalloutService } from "../../src/service.js";
 import type { ServiceConfig } from "../../src/config.js";
 import { configModeSetup, operatorModeSetup, startNatsServer, type NatsServer } from "./nats-server.js";
-import { OPA_BIN, REPO_ROOT } from "./opa.js";
+import { OPA_BIN, REPO } from "./paths.js";
 
 const enc = new TextEncoder();
 
@@ -163,7 +163,7 @@ export function libraryPolicyDir(files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), "js-policy-"));
   mkdirSync(join(dir, "lib"));
   for (const f of ["subject.rego", "jetstream.rego"]) {
-    copyFileSync(join(REPO_ROOT, "policies", "lib", f), join(dir, "lib", f));
+    copyFileSync(join(REPO, "policies", "lib", f), join(dir, "lib", f));
   }
   for (const [rel, content] of Object.entries(files)) writeFileSync(join(dir, rel), content);
   return dir;
@@ -171,7 +171,7 @@ export function libraryPolicyDir(files: Record<string, string>): string {
 
 // ---- the nats.go prober ----
 
-export const GO_CLIENT_DIR = join(REPO_ROOT, "test", "clients", "go-jetstream");
+export const GO_CLIENT_DIR = join(REPO, "test", "clients", "go-jetstream");
 
 /** Builds the nats.go prober into build/go-jetstream once; a reason string when that is impossible. */
 let goClient: { bin: string } | { skip: string } | undefined;
@@ -184,8 +184,8 @@ export function buildGoClient(): { bin: string } | { skip: string } {
 function buildGoClientOnce(): { bin: string } | { skip: string } {
   const go = spawnSync("go", ["version"], { encoding: "utf8" });
   if (go.status !== 0) return { skip: "go not found on PATH: the nats.go client tests are skipped" };
-  const out = join(REPO_ROOT, "build", "go-jetstream");
-  mkdirSync(join(REPO_ROOT, "build"), { recursive: true });
+  const out = join(REPO, "build", "go-jetstream");
+  mkdirSync(join(REPO, "build"), { recursive: true });
   execFileSync("go", ["build", "-o", out, "."], { cwd: GO_CLIENT_DIR, stdio: ["ignore", "pipe", "pipe"] });
   if (!existsSync(out)) throw new Error(`go build did not produce ${out}`);
   return { bin: out };

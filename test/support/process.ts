@@ -1,14 +1,12 @@
 /**
- * Child processes for benchmarks and reliability tests: start, wait for a ready line, capture all
- * output (for the secrets scan), stop by pid. Nothing here kills anything it did not start.
+ * Child processes for tests and benchmarks: start, wait for a ready line, capture all output (stdout and
+ * stderr, for error messages and the secrets scan), stop by pid; CPU and RSS of a process from /proc.
+ * Nothing here kills anything it did not start.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-
-// One free-port implementation for tests and benchmarks (test/helpers/ports.ts has no dependencies).
-export { freePort } from "../../test/helpers/ports.js";
 
 export interface Child {
   readonly name: string;
@@ -27,7 +25,7 @@ export interface Child {
   waitFor(re: RegExp, timeoutMs: number, fromOffset?: number): Promise<void>;
 }
 
-export interface StartOptions {
+export interface ProcessOptions {
   env?: NodeJS.ProcessEnv;
   cwd?: string;
   /** Resolve start() only once this matches stdout/stderr. */
@@ -44,7 +42,7 @@ export async function startProcess(
   name: string,
   cmd: string,
   args: string[],
-  opts: StartOptions = {},
+  opts: ProcessOptions = {},
 ): Promise<Child> {
   const proc = spawn(cmd, args, {
     env: opts.env ?? process.env,
@@ -159,4 +157,30 @@ export function tempDir(prefix: string): string {
   const d = mkdtempSync(join(tmpdir(), prefix));
   tempDirs.add(d);
   return d;
+}
+
+/** Clock ticks per second for /proc/<pid>/stat (USER_HZ; 100 on every Linux we run on). */
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** utime + stime of a process, in seconds (own threads only, not reaped children). Linux only. */
+export function procCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const utime = Number(rest[11]);
+  const stime = Number(rest[12]);
+  return (utime + stime) / CLK_TCK;
+}
+
+/** Resident set size of a process in bytes. Linux only. */
+export function procRssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  return m ? Number(m[1]) * 1024 : 0;
 }

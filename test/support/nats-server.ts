@@ -1,21 +1,22 @@
 /**
- * A real nats-server for tests: random free loopback port, generated config file in a temp dir
- * (`-c file`), log captured to a file (`log()` reads it), stop/restart on the same port, async dispose.
- * Plus config builders for config mode (optionally with xkey) and operator mode, and the binary matrix
- * (latest from NATS_SERVER_BIN, 2.10 from NATS_SERVER_210_BIN, falling back to <repo>/.tools/bin).
+ * A real nats-server for tests and benchmarks: random free loopback port, generated config file in a temp dir
+ * (`-c file`), log captured to a file (`log()` reads it) plus stderr, stop/restart on the same port, async
+ * dispose, and every server still running killed (its temp dir removed) when this process exits.
+ * Plus config builders for config mode (optionally with xkey), operator mode, the benchmarks' plain users and
+ * config-mode callout, and the binary matrix (latest from NATS_SERVER_BIN, 2.10 from NATS_SERVER_210_BIN,
+ * falling back to <repo>/.tools/bin).
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createAccount, createCurve, createOperator, createUser, type KeyPair } from "@nats-io/nkeys";
 import { encodeAccount, encodeOperator, encodeUser, fmtCreds } from "@nats-io/jwt";
 import { UNLIMITED_ACCOUNT_LIMITS } from "../../src/cli/init.js";
+import { NATS_SERVER_210_BIN, NATS_SERVER_BIN } from "./paths.js";
 import { freePort, isListening } from "./ports.js";
 
-const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const dec = new TextDecoder();
 
 // ---------------------------------------------------------------------------------------------------
@@ -44,10 +45,7 @@ function probe(label: string, bin: string): ServerBinary {
 
 /** The server matrix: [latest, 2.10]. A missing binary is reported (tests skip it with a message). */
 export function serverMatrix(): ServerBinary[] {
-  return [
-    probe("latest", process.env.NATS_SERVER_BIN ?? join(REPO, ".tools", "bin", "nats-server")),
-    probe("2.10", process.env.NATS_SERVER_210_BIN ?? join(REPO, ".tools", "bin", "nats-server-2.10")),
-  ];
+  return [probe("latest", NATS_SERVER_BIN), probe("2.10", NATS_SERVER_210_BIN)];
 }
 
 /** Compares "2.10.27" style versions: <0, 0, >0. */
@@ -82,8 +80,13 @@ export interface StartOptions {
   monitor?: boolean;
   /** Log at debug level (-D). */
   debug?: boolean;
-  /** Directory for config and log; default a fresh temp dir, removed on stop(). */
+  /** Directory for config and log; default a fresh temp dir, removed on stop() (or when this process exits). */
   dir?: string;
+  /**
+   * Raise the open-files limit of the server process to this (via util-linux `prlimit`, which execs the server
+   * in place). Needs root to go past the hard limit; the caller checks that it can first.
+   */
+  nofile?: number;
 }
 
 export interface NatsServer {
@@ -98,6 +101,8 @@ export interface NatsServer {
   readonly configFile: string;
   readonly logFile: string;
   readonly bin: string;
+  /** Pid of the current server process (changes after restart); throws while it is stopped. */
+  pid(): number;
   /** The whole server log so far (all runs, appended). */
   log(): string;
   /** A mark (current log length) for logSince(). */
@@ -107,31 +112,42 @@ export interface NatsServer {
   waitForLog(re: RegExp, opts?: { mark?: number; timeoutMs?: number }): Promise<string>;
   /** Stops the process (SIGTERM, then SIGKILL); keeps the dir so it can be restarted. */
   kill(): Promise<void>;
-  /** Starts it again on the same port(s) with the same config. */
+  /** Starts it again on the same port(s) with the same config (stopping it first if it still runs). */
   restart(): Promise<void>;
   /** Stops the process and removes the temp dir. */
   stop(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** Live server processes, killed when this process exits however it exits (short of SIGKILL). */
+/**
+ * Live server processes and own temp dirs: the processes are killed and the dirs removed when this process
+ * exits however it exits (short of SIGKILL).
+ */
 const live = new Set<ChildProcess>();
+const ownDirs = new Set<string>();
 let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once("exit", () => {
+    for (const c of live) c.kill("SIGKILL");
+    for (const d of ownDirs) rmSync(d, { recursive: true, force: true });
+  });
+}
 function track(p: ChildProcess): void {
+  installExitHook();
   live.add(p);
   p.once("exit", () => live.delete(p));
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once("exit", () => {
-      for (const c of live) c.kill("SIGKILL");
-    });
-  }
 }
 
 export async function startNatsServer(opts: StartOptions): Promise<NatsServer> {
   const bin = opts.bin ?? serverMatrix()[0]!.bin;
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "nats-test-"));
+  if (ownDir) {
+    installExitHook();
+    ownDirs.add(dir);
+  }
   const port = await freePort();
   const wsPort = opts.websocket ? await freePort() : undefined;
   const monitorPort = opts.monitor ? await freePort() : undefined;
@@ -150,7 +166,8 @@ export async function startNatsServer(opts: StartOptions): Promise<NatsServer> {
 
   const log = (): string => (existsSync(logFile) ? readFileSync(logFile, "utf8") : "");
   const logSince = (mark: number): string => log().slice(mark);
-  const logMark = (): number => (existsSync(logFile) ? statSync(logFile).size : 0);
+  // A character offset into log() (not a byte size: logSince slices the decoded text).
+  const logMark = (): number => log().length;
 
   const waitForLog = async (re: RegExp, o: { mark?: number; timeoutMs?: number } = {}): Promise<string> => {
     const deadline = Date.now() + (o.timeoutMs ?? 10_000);
@@ -169,7 +186,11 @@ export async function startNatsServer(opts: StartOptions): Promise<NatsServer> {
     const args = ["-c", configFile, "-l", logFile];
     if (opts.debug) args.push("-D");
     stderr = "";
-    const p = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
+    const [cmd, argv] =
+      opts.nofile !== undefined
+        ? ["prlimit", [`--nofile=${opts.nofile}:${opts.nofile}`, "--", bin, ...args]]
+        : [bin, args];
+    const p = spawn(cmd, argv, { stdio: ["ignore", "ignore", "pipe"] });
     proc = p;
     track(p);
     p.stderr?.on("data", (d: Buffer) => {
@@ -215,6 +236,10 @@ export async function startNatsServer(opts: StartOptions): Promise<NatsServer> {
     configFile,
     logFile,
     bin,
+    pid() {
+      if (proc?.pid === undefined) throw new Error("nats-server is not running");
+      return proc.pid;
+    },
     log,
     logMark,
     logSince,
@@ -222,11 +247,23 @@ export async function startNatsServer(opts: StartOptions): Promise<NatsServer> {
     kill,
     async restart() {
       await kill();
-      await launch();
+      // The port may sit in TIME_WAIT briefly; nats-server sets SO_REUSEADDR, so retry a little.
+      for (let i = 0; ; i++) {
+        try {
+          await launch();
+          return;
+        } catch (err) {
+          if (i >= 20) throw err;
+          await sleep(250);
+        }
+      }
     },
     async stop() {
       await kill();
-      if (ownDir) rmSync(dir, { recursive: true, force: true });
+      if (ownDir) {
+        rmSync(dir, { recursive: true, force: true });
+        ownDirs.delete(dir);
+      }
     },
     async [Symbol.asyncDispose]() {
       await server.stop();
@@ -443,4 +480,76 @@ authorization { timeout: ${o.timeout ?? authTimeoutSeconds()} }
   };
   if (xkey) out.xkey = xkey;
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Config bodies of the benchmarks and the reliability suite (many connections, no monitoring)
+// ---------------------------------------------------------------------------------------------------
+
+/** Quote a value for the nats-server config format. */
+function q(s: string): string {
+  return JSON.stringify(s);
+}
+
+/** Plain config users in account APP (no callout at all). */
+export function plainConf(users: { user: string; pass: string }[]): string {
+  const list = users.map((u) => `{ user: ${q(u.user)}, password: ${q(u.pass)} }`).join(",\n      ");
+  return `max_connections: 1000000
+system_account: SYS
+accounts {
+  APP { users: [
+      ${list}
+  ] }
+  SYS {}
+}
+`;
+}
+
+export interface CalloutServerOptions {
+  /** Public key (A…) of the issuer account whose seed the callout service holds. */
+  issuer: string;
+  calloutUser: string;
+  calloutPass: string;
+  /** Public xkey (X…) to make the server seal requests. */
+  xkey?: string;
+  /** authorization.timeout in seconds (server default 2). Omitted = server default. */
+  timeoutS?: number;
+  /** Extra config appended at the end. */
+  extra?: string;
+  /**
+   * A second auth user (skips the callout) allowed to PUBLISH on $SYS.REQ.USER.AUTH, to inject raw
+   * bytes into the service's subscription (bad-input tests). Never used by benchmarks.
+   */
+  prober?: { user: string; pass: string };
+}
+
+/** Config-mode auth callout (account AUTH → APP): every client except the callout user goes to the callout. */
+export function calloutConf(o: CalloutServerOptions): string {
+  return `max_connections: 1000000
+system_account: SYS
+accounts {
+  AUTH { users: [ { user: ${q(o.calloutUser)}, password: ${q(o.calloutPass)},
+                    permissions: { subscribe: { allow: ["$SYS.REQ.USER.AUTH"] },
+                                   publish: { deny: [">"] },
+                                   allow_responses: true } }${
+                                     o.prober
+                                       ? `,
+                  { user: ${q(o.prober.user)}, password: ${q(o.prober.pass)},
+                    permissions: { publish: { allow: ["$SYS.REQ.USER.AUTH"] }, subscribe: { allow: ["_INBOX.>"] } } }`
+                                       : ""
+                                   } ] }
+  APP {}
+  SYS {}
+}
+authorization {
+  ${o.timeoutS !== undefined ? `timeout: ${o.timeoutS}` : "# timeout: server default (2 s)"}
+  auth_callout {
+    issuer: ${q(o.issuer)}
+    account: AUTH
+    auth_users: [ ${q(o.calloutUser)}${o.prober ? `, ${q(o.prober.user)}` : ""} ]
+    ${o.xkey ? `xkey: ${q(o.xkey)}` : ""}
+  }
+}
+${o.extra ?? ""}
+`;
 }

@@ -1,5 +1,5 @@
 /**
- * Policy directories for the benchmarks: the trivial allow policy, and the example policy
+ * Policy directories for tests and benchmarks: the trivial allow policy, and the example policy
  * (policies/, tests excluded) with its data document grown to N generated password users.
  */
 import { createHmac, randomBytes } from "node:crypto";
@@ -15,11 +15,12 @@ import rego.v1
 decision := {
 	"allow": true,
 	"account": "APP",
-	"pub": {"allow": [">"]},
-	"sub": {"allow": [">"]},
+	"pub": {"allow": ["app.>", "_INBOX.>"]},
+	"sub": {"allow": ["app.>", "_INBOX.>"]},
 }
 `;
 
+/** `dir` (created) holding the trivial policy only. */
 export function trivialPolicyDir(dir: string): string {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "policy.rego"), TRIVIAL_POLICY);

@@ -5,26 +5,23 @@
  *
  * TOPOLOGY_SCALE=full selects the full sizes; anything else the reduced ones (`make test`).
  */
-import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { startOurs, type OursChild } from "../../bench/lib/peers.js";
-import { stormTs, type Creds, type StormResult } from "../../bench/lib/storm.js";
-import { readDecisions, TRIVIAL_POLICY } from "../reliability/helpers.js";
-import { secretOf, type GeneratedTopology } from "../helpers/cluster.js";
+import { secretOf, type GeneratedTopology } from "./cluster.js";
+import { trivialPolicyDir } from "./policies.js";
+import { readDecisions } from "./reliability.js";
+import { startOurs, type OursChild } from "./service.js";
+import { stormTs, type Creds, type StormResult } from "./storm.js";
 
-export const FULL = process.env.TOPOLOGY_SCALE === "full";
-export const SCALE_NAME = FULL ? "full" : "reduced";
+export const TOPOLOGY_FULL = process.env.TOPOLOGY_SCALE === "full";
+export const TOPOLOGY_SCALE_NAME = TOPOLOGY_FULL ? "full" : "reduced";
 
 export const CLIENT_PASS = "topology-client-pass";
 /** Any user with CLIENT_PASS (the allow-all policy admits every login; the point here is routing). */
 export const creds = (i: number): Creds => ({ user: `user${i % 100}`, pass: CLIENT_PASS });
 
-/** A policy directory with the allow-all policy, under `dir`. */
-export function trivialPolicyDir(dir: string): string {
-  const p = join(dir, "policy");
-  mkdirSync(p, { recursive: true });
-  writeFileSync(join(p, "policy.rego"), TRIVIAL_POLICY);
-  return p;
+/** A policy directory with the allow-all policy: `<dir>/policy`. */
+export function topologyPolicyDir(dir: string): string {
+  return trivialPolicyDir(join(dir, "policy"));
 }
 
 export interface Replica {

@@ -1,87 +1,20 @@
 /**
- * Fixtures for the auth-callout protocol: key sets, and authorization requests built the way
- * nats-server 2.10+ builds them (see /work/shared/PROTOCOL.md), optionally sealed with xkey, with
- * overrides for forging (wrong aud, non-N issuer, expired, tampered signature, …).
+ * Authorization requests built the way nats-server 2.10+ builds them (see /work/shared/PROTOCOL.md), optionally
+ * sealed with xkey, with overrides for forging (wrong aud, non-N issuer, expired, tampered signature, …).
  *
- * The request JWT is encoded here by hand (not with src/callout/jwt.ts) and sealed with
- * @nats-io/nkeys' own CurveKP, so decoding tests cross two implementations.
+ * One claims builder (`requestClaims`) with two front ends:
+ * - `buildRequest(keys, options)`: the protocol tests. The JWT is encoded here by hand (not with
+ *   src/callout/jwt.ts) and sealed with @nats-io/nkeys' own CurveKP, so decoding tests cross two implementations.
+ * - `makeRequest(spec)`: the stage benchmarks and the bad-input reliability test. Many requests, fast: signed
+ *   with src/callout/jwt.ts and sealed with our cached-box XKey, user keys from a pool.
  */
-import {
-  createAccount,
-  createCurve,
-  createServer,
-  createUser,
-  fromCurveSeed,
-  fromSeed,
-  type KeyPair,
-} from "@nats-io/nkeys";
+import { createCurve, createServer, createUser } from "@nats-io/nkeys";
+import { encodeJwt } from "../../src/callout/jwt.js";
 import { signerFromSeed, xkeyFromSeed, type Signer, type XKey } from "../../src/callout/keys.js";
+import { newUserNkey, type TestKeys, type TestXKey } from "./keys.js";
 
 const td = new TextDecoder();
 const te = new TextEncoder();
-
-/** An Ed25519 nkey with its seed, a fast signer and the (slow, tweetnacl) nkeys KeyPair. */
-export interface TestKey {
-  seed: string;
-  publicKey: string;
-  signer: Signer;
-  kp: KeyPair;
-}
-
-/** A curve (xkey) key with its seed, our XKey and the nkeys KeyPair. */
-export interface TestXKey {
-  seed: string;
-  publicKey: string;
-  xkey: XKey;
-  kp: KeyPair;
-}
-
-/** Everything one config- or operator-mode test setup needs. */
-export interface TestKeys {
-  /** The server's N key (request `iss` = `server_id.id`). */
-  server: TestKey;
-  /** Config mode: `auth_callout.issuer`. Operator mode: the callout account. */
-  issuer: TestKey;
-  /** The service's xkey (`auth_callout.xkey`). */
-  xkey: TestXKey;
-  /** The server's per-process curve key (sent in `Nats-Server-Xkey`). */
-  serverXkey: TestXKey;
-}
-
-function ed(kp: KeyPair, kind: "account" | "server" | "user" | "operator"): TestKey {
-  const seed = td.decode(kp.getSeed());
-  return { seed, publicKey: kp.getPublicKey(), signer: signerFromSeed(seed, kind), kp };
-}
-
-function curve(kp: KeyPair): TestXKey {
-  const seed = td.decode(kp.getSeed());
-  return { seed, publicKey: kp.getPublicKey(), xkey: xkeyFromSeed(seed), kp };
-}
-
-/** A fresh account key (e.g. an operator-mode target account or signing key). */
-export function newAccountKey(): TestKey {
-  return ed(createAccount(), "account");
-}
-
-/** A fresh server key. */
-export function newServerKey(): TestKey {
-  return ed(createServer(), "server");
-}
-
-/** A fresh user public key (`U…`), as the server makes one per connection attempt. */
-export function newUserNkey(): string {
-  return createUser().getPublicKey();
-}
-
-/** A fresh curve key. */
-export function newXKey(): TestXKey {
-  return curve(createCurve());
-}
-
-/** Generates a full key set. */
-export function makeKeys(): TestKeys {
-  return { server: newServerKey(), issuer: newAccountKey(), xkey: newXKey(), serverXkey: newXKey() };
-}
 
 /** Set a key to `undefined` to delete it. */
 type Patch = Record<string, unknown>;
@@ -146,8 +79,15 @@ export function signToken(claims: Record<string, unknown>, signer: Signer, heade
   return `${input}.${b64url(signer.sign(te.encode(input)))}`;
 }
 
+/** The public keys a request names: the server (`iss`, `server_id.id`), the issuer (`sub`), the server's xkey. */
+export interface RequestKeys {
+  server: { publicKey: string };
+  issuer: { publicKey: string };
+  serverXkey: { publicKey: string };
+}
+
 /** The default authorization request claims for keys (plaintext unless `sealed`). */
-export function requestClaims(keys: TestKeys, o: RequestOptions = {}): Record<string, unknown> {
+export function requestClaims(keys: RequestKeys, o: RequestOptions = {}): Record<string, unknown> {
   const now = o.now ?? Date.now();
   const iat = Math.floor(now / 1000);
   const userNkey = o.userNkey ?? newUserNkey();
@@ -233,7 +173,84 @@ export function peekClaims(token: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(part, "base64url").toString("utf8")) as Record<string, unknown>;
 }
 
-/** Re-creates slow nkeys key pairs from seeds (cross-checks only; tweetnacl is ~20 ms per op). */
-export function slowKeyPair(seed: string): KeyPair {
-  return seed.startsWith("SX") ? fromCurveSeed(te.encode(seed)) : fromSeed(te.encode(seed));
+// ---- many requests, fast (benchmarks, bad input) ----
+
+export interface FakeServer {
+  id: string;
+  signer: Signer;
+  /** The server's per-process curve key (for sealed requests). */
+  xkey: XKey;
+}
+
+export function fakeServer(): FakeServer {
+  const kp = createServer();
+  const signer = signerFromSeed(td.decode(kp.getSeed()), "server");
+  const x = createCurve();
+  return { id: signer.publicKey, signer, xkey: xkeyFromSeed(td.decode(x.getSeed())) };
+}
+
+/**
+ * A U… key, as the server makes per connection attempt. Key generation is tweetnacl (~ms), so keys
+ * come from a pool of 256 (generated on first use, then reused in turn): the decode path treats every
+ * user key alike, and nothing caches by it.
+ */
+const userPool: string[] = [];
+let userNext = 0;
+export function pooledUserNkey(): string {
+  if (userPool.length < 256) {
+    const k = createUser().getPublicKey();
+    userPool.push(k);
+    return k;
+  }
+  return userPool[userNext++ % userPool.length] as string;
+}
+
+export interface RequestSpec {
+  server: FakeServer;
+  /** `sub`: the issuer account (config mode). */
+  issuer: string;
+  user?: string;
+  pass?: string;
+  token?: string;
+  userNkey?: string;
+  host?: string;
+  /** Seal for this service xkey (X…): body becomes "xkv1"‖nonce‖box, header = server xkey. */
+  sealFor?: string;
+  nowMs?: number;
+  /** Lifetime (s): the server uses its auth timeout. */
+  ttlS?: number;
+  /** Mutate the claims before signing (forgeries). */
+  mutate?: (claims: Record<string, unknown>) => void;
+  /** Sign with another key than the server's (forged signature). */
+  signWith?: Signer;
+}
+
+/** The claims of a spec: a Go client (user/password or token) on a 2.15 server. */
+export function specClaims(s: RequestSpec): Record<string, unknown> {
+  return requestClaims(
+    {
+      server: { publicKey: s.server.id },
+      issuer: { publicKey: s.issuer },
+      serverXkey: { publicKey: s.server.xkey.publicKey },
+    },
+    {
+      sealed: s.sealFor !== undefined && s.sealFor !== "",
+      now: s.nowMs ?? Date.now(),
+      timeoutSeconds: s.ttlS ?? 2,
+      userNkey: s.userNkey ?? pooledUserNkey(),
+      server_id: { name: "bench-server", version: "2.15.3" },
+      client_info: { host: s.host ?? "127.0.0.1", user: s.user ?? "" },
+      connect_opts: { lang: "go", version: "1.55.0", user: s.user, pass: s.pass, auth_token: s.token },
+    },
+  );
+}
+
+/** The request body and header as the service would receive them. */
+export function makeRequest(s: RequestSpec): { data: Uint8Array; header?: string; jwt: string } {
+  const claims = specClaims(s);
+  s.mutate?.(claims);
+  const jwt = encodeJwt(claims, s.signWith ?? s.server.signer, s.nowMs ?? Date.now());
+  const bytes = te.encode(jwt);
+  if (!s.sealFor) return { data: bytes, jwt };
+  return { data: s.server.xkey.seal(bytes, s.sealFor), header: s.server.xkey.publicKey, jwt };
 }

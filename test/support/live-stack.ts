@@ -29,7 +29,7 @@ import {
   type ConfigModeSetup,
   type NatsServer,
 } from "./nats-server.js";
-import { OPA_BIN } from "./opa.js";
+import { OPA_BIN } from "./paths.js";
 import { freePort } from "./ports.js";
 
 export const KICKER = { user: "kicker", password: "kicker-pw-1" };

@@ -19,7 +19,7 @@ import {
   type TopologyResult,
 } from "../../src/cli/init-topology.js";
 import { freePort, isListening } from "./ports.js";
-import { REPO_ROOT } from "./opa.js";
+import { REPO } from "./paths.js";
 
 /** A nats-server process on a config file. */
 export interface ServerProc {
@@ -184,7 +184,7 @@ export async function generateTopology(o: {
     port: first.port,
     accounts: ["APP"],
     xkey: o.xkey ?? true,
-    policyDir: o.policyDir ?? join(REPO_ROOT, "policies"),
+    policyDir: o.policyDir ?? join(REPO, "policies"),
     metricsListen: `127.0.0.1:${await freePort()}`,
     timeout: o.timeout,
     force: false,

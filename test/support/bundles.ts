@@ -15,7 +15,8 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { CAPABILITIES, FIXTURES, OPA_BIN } from "./opa.js";
+import { CAPABILITIES, FIXTURES } from "./opa.js";
+import { OPA_BIN } from "./paths.js";
 
 const roots: string[] = [];
 /** A temporary directory removed by `cleanupBundleHelpers()`. */

@@ -1,36 +1,10 @@
 /**
- * Process and machine facts from /proc (Linux only): CPU seconds and RSS of a process, and the
- * machine description written at the top of docs/benchmarks.md.
+ * The machine description written at the top of docs/benchmarks.md (Linux only). CPU and RSS of a process
+ * are in test/support/process.ts.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
-
-/** Clock ticks per second for /proc/<pid>/stat (USER_HZ; 100 on every Linux we run on). */
-const CLK_TCK = (() => {
-  try {
-    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-/** utime + stime of a process, in seconds (own threads only, not reaped children). */
-export function procCpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const utime = Number(rest[11]);
-  const stime = Number(rest[12]);
-  return (utime + stime) / CLK_TCK;
-}
-
-/** Resident set size of a process in bytes. */
-export function procRssBytes(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
-  return m ? Number(m[1]) * 1024 : 0;
-}
 
 export interface MachineInfo {
   nproc: number;

@@ -1,25 +1,37 @@
 /**
- * The example policy set served the way `serve` wires it, against a real nats-server: nats-server in
- * config mode (configModeSetup: accounts APP and OPS), the policy engine (createPolicyEngine on a policy
- * directory, by default policies/) and the callout service in-process (startCallout with the allow-list
- * [APP, OPS]). Used by test/integration/example-policy.test.ts and test/integration/reload.test.ts.
+ * A policy served the way `serve` wires it, against a real nats-server: nats-server in config mode
+ * (configModeSetup: accounts APP and OPS), the policy engine (createPolicyEngine on a policy directory, by
+ * default the example policy set policies/, or on a prebuilt bundle) and the callout service in-process
+ * (startCallout, by default with the allow-list [APP, OPS]).
  */
 import { join } from "node:path";
 import { createPolicyEngine, type PolicyEngineHandle, type ReloadEvent } from "../../src/policy/index.js";
 import { startCallout, type CalloutService, type ResultEvent } from "../../src/service.js";
+import type { ServiceConfig } from "../../src/config.js";
+import type { Logger } from "../../src/log.js";
 import { configModeSetup, startNatsServer, type NatsServer } from "./nats-server.js";
-import { OPA_BIN, REPO_ROOT } from "./opa.js";
+import { OPA_BIN, REPO } from "./paths.js";
 
 /** The example policy directory of the repository. */
-export const EXAMPLE_POLICIES = join(REPO_ROOT, "policies");
+export const EXAMPLE_POLICIES = join(REPO, "policies");
 
 export interface ExampleStackOptions {
   /** nats-server binary. */
   bin: string;
-  /** Policy directory; default EXAMPLE_POLICIES. */
+  /** Policy directory; default EXAMPLE_POLICIES (unless `bundle`). */
   dir?: string;
+  /** A prebuilt wasm bundle instead of a directory, with its entrypoint. */
+  bundle?: { path: string; entrypoint: string };
   /** Serve the server's monitoring endpoints (/connz …). */
   monitor?: boolean;
+  /** Also listen for websocket clients. */
+  websocket?: boolean;
+  /** The service's account allow-list; default [APP, OPS]. */
+  accounts?: string[];
+  /** The service's log config; default level warn. `null`: none (the service default). */
+  log?: ServiceConfig["log"] | null;
+  /** The service's logger. */
+  logger?: Logger;
   /** Watch the policy directory for changes; default false. */
   watch?: boolean;
   /** The engine's content-hash poll interval (only with `watch`). */
@@ -41,26 +53,40 @@ export interface ExampleStack {
 /** Starts nats-server, the policy engine and the service; on a failure stops what was already started. */
 export async function startExampleStack(o: ExampleStackOptions): Promise<ExampleStack> {
   const cm = configModeSetup();
-  const server = await startNatsServer({ bin: o.bin, config: cm.config, monitor: o.monitor ?? false });
+  const server = await startNatsServer({
+    bin: o.bin,
+    config: cm.config,
+    monitor: o.monitor ?? false,
+    websocket: o.websocket ?? false,
+  });
   let engine: PolicyEngineHandle | undefined;
   try {
-    engine = await createPolicyEngine({
-      dir: o.dir ?? EXAMPLE_POLICIES,
-      opaBin: OPA_BIN ?? "opa",
-      watch: o.watch ?? false,
-      pollMs: o.pollMs,
-    });
+    engine = o.bundle
+      ? await createPolicyEngine({
+          bundle: o.bundle.path,
+          entrypoint: o.bundle.entrypoint,
+          watch: o.watch ?? false,
+          pollMs: o.pollMs,
+        })
+      : await createPolicyEngine({
+          dir: o.dir ?? EXAMPLE_POLICIES,
+          opaBin: OPA_BIN ?? "opa",
+          watch: o.watch ?? false,
+          pollMs: o.pollMs,
+        });
     if (o.onReload) engine.store.on("reload", o.onReload);
+    const log: ServiceConfig["log"] | null = o.log === undefined ? { level: "warn" } : o.log;
     const svc = await startCallout({
       config: {
         mode: "config",
         nats: { servers: server.url, user: cm.callout.user, password: cm.callout.password },
         issuer: { seed: cm.issuer.seed },
-        accounts: ["APP", "OPS"],
-        log: { level: "warn" },
+        accounts: o.accounts ?? ["APP", "OPS"],
+        ...(log === null ? {} : { log }),
       },
       handler: engine.handler,
       onResult: o.onResult,
+      ...(o.logger ? { logger: o.logger } : {}),
     });
     const started = engine;
     return {

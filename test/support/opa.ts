@@ -8,21 +8,11 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { OPA_BIN, REPO } from "./paths.js";
 import { gzipSync } from "node:zlib";
 
-export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
-export const CAPABILITIES = path.join(REPO_ROOT, "policies", "capabilities.json");
-export const FIXTURES = path.join(REPO_ROOT, "test", "fixtures", "policies");
-
-function resolveOpa(): string | undefined {
-  const fromEnv = process.env.OPA_BIN;
-  if (fromEnv && existsSync(fromEnv)) return fromEnv;
-  const local = path.join(REPO_ROOT, ".tools", "bin", "opa");
-  return existsSync(local) ? local : undefined;
-}
-
-export const OPA_BIN = resolveOpa();
+export const CAPABILITIES = path.join(REPO, "policies", "capabilities.json");
+export const FIXTURES = path.join(REPO, "test", "fixtures", "policies");
 
 /** For node:test's `skip` option: a reason when opa is missing, else false. */
 export const skipWithoutOpa: string | false = OPA_BIN
@@ -61,7 +51,7 @@ export function buildWasmFixture(
   h.update(JSON.stringify(entrypoints));
   if (caps) h.update(readFileSync(caps));
   for (const k of Object.keys(files).sort()) h.update(`${k}\0${files[k]}\0`);
-  const cacheDir = path.join(REPO_ROOT, "build", "test-cache");
+  const cacheDir = path.join(REPO, "build", "test-cache");
   mkdirSync(cacheDir, { recursive: true });
   const bundlePath = path.join(cacheDir, `${h.digest("hex").slice(0, 24)}.tar.gz`);
   if (!existsSync(bundlePath)) {

@@ -1,7 +1,8 @@
 /**
- * Shared pieces of the reliability suite: scale, a real nats-server + the real service CLI (run from
- * source through tsx, so it is never a stale build), a sustained connect storm, and the record of
- * every secret used and every log/decision line written (scanned by zz-secrets.test.ts).
+ * The reliability suite's stack: scale, a real nats-server + the real service CLI (run from source through
+ * tsx, so it is never a stale build), a sustained connect storm, and the record of every secret used and
+ * every log/decision line written (scanned by zz-secrets.test.ts). Decision logs, policy-status polls and
+ * atomic writes are shared with the topology suite and the integration tests.
  *
  * RELIABILITY_SCALE=full selects the full sizes; anything else the reduced ones (CI).
  */
@@ -17,15 +18,16 @@ import {
   writeFileSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { newKeys, secret, type RunKeys } from "../../bench/lib/keys.js";
-import { calloutConf, startNatsServer, type NatsServer } from "../../bench/lib/nats-server.js";
-import { REPO } from "../../bench/lib/paths.js";
-import { startOurs, type OursChild } from "../../bench/lib/peers.js";
-import type { Child } from "../../bench/lib/process.js";
-import { connectOnce, stormTs, type Creds, type StormResult } from "../../bench/lib/storm.js";
+import { newKeys, secret, type RunKeys } from "./keys.js";
+import { calloutConf, startNatsServer, type NatsServer } from "./nats-server.js";
+import { REPO } from "./paths.js";
+import { TRIVIAL_POLICY } from "./policies.js";
+import type { Child } from "./process.js";
+import { startOurs, type OursChild } from "./service.js";
+import { connectOnce, stormTs, type Creds, type StormResult } from "./storm.js";
 
-export const FULL = process.env.RELIABILITY_SCALE === "full";
-export const SCALE_NAME = FULL ? "full" : "reduced";
+export const RELIABILITY_FULL = process.env.RELIABILITY_SCALE === "full";
+export const RELIABILITY_SCALE_NAME = RELIABILITY_FULL ? "full" : "reduced";
 
 /** Root of the suite's artefacts (gitignored build/). Each test file owns one subdirectory. */
 export const SUITE_DIR = join(REPO, "build", "reliability");
@@ -91,18 +93,6 @@ export function scanSuite(root: string = SUITE_DIR): {
   return { files: logs.length, lines, secrets: list.length, hits };
 }
 
-export const TRIVIAL_POLICY = `package nats.authz
-
-import rego.v1
-
-decision := {
-	"allow": true,
-	"account": "APP",
-	"pub": {"allow": ["app.>", "_INBOX.>"]},
-	"sub": {"allow": ["app.>", "_INBOX.>"]},
-}
-`;
-
 export interface Stack {
   server: NatsServer;
   services: OursChild[];
@@ -151,8 +141,8 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     for (const [f, body] of Object.entries(o.files ?? {})) writeFileSync(join(policyDir, f), body);
   }
 
-  const server = await startNatsServer((p) =>
-    calloutConf(p, {
+  const server = await startNatsServer({
+    config: calloutConf({
       issuer: keys.issuerPub,
       calloutUser: "callout",
       calloutPass: keys.calloutPass,
@@ -160,7 +150,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       ...(o.timeoutS !== undefined ? { timeoutS: o.timeoutS } : {}),
       ...(o.prober ? { prober: o.prober } : {}),
     }),
-  );
+  });
   const replicas = o.replicas ?? 1;
   const services: OursChild[] = [];
   const startService = async (k: number): Promise<OursChild> => {
