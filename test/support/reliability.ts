@@ -123,6 +123,8 @@ export interface StackOptions {
   /** authorization.timeout (s); undefined = the server default (2 s). */
   timeoutS?: number;
   logLevel?: string;
+  /** policy.eval_timeout_ms of every replica (default: the service's). */
+  evalTimeoutMs?: number;
   /** A second auth user that may publish raw bytes on $SYS.REQ.USER.AUTH (bad-input tests). */
   prober?: { user: string; pass: string };
 }
@@ -167,6 +169,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       logLevel: o.logLevel ?? "info",
       workDir: join(o.dir, `svc-${k}`),
       fromSource: true,
+      ...(o.evalTimeoutMs !== undefined ? { evalTimeoutMs: o.evalTimeoutMs } : {}),
     });
     services[k] = child;
     return child;

@@ -42,6 +42,8 @@ export interface OursOptions extends PeerOptions {
   fromSource?: boolean;
   /** Port of the service's HTTP endpoint (/readyz, /status, /metrics); default: a free one. */
   metricsPort?: number;
+  /** policy.eval_timeout_ms (default: the service's). */
+  evalTimeoutMs?: number;
 }
 
 export interface OursChild extends Child {
@@ -70,6 +72,7 @@ export async function startOurs(o: OursOptions): Promise<OursChild> {
       ...(o.bundle ? { bundle: o.bundle } : {}),
       watch: o.watch ?? false,
       opa_binary: OPA_BIN ?? join(REPO, ".tools", "bin", "opa"),
+      ...(o.evalTimeoutMs !== undefined ? { eval_timeout_ms: o.evalTimeoutMs } : {}),
     },
     log: { level: o.logLevel ?? "info", format: "json" },
     decision_log: { destination: o.decisionLog ?? "off" },
