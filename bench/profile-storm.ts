@@ -42,7 +42,11 @@ interface CpuProfile {
 }
 
 /** Self time (µs) per function and per file of one .cpuprofile. */
-export function selfTimes(p: CpuProfile): { byFn: Map<string, number>; byFile: Map<string, number>; total: number } {
+export function selfTimes(p: CpuProfile): {
+  byFn: Map<string, number>;
+  byFile: Map<string, number>;
+  total: number;
+} {
   const nodes = new Map(p.nodes.map((n) => [n.id, n]));
   const byFn = new Map<string, number>();
   const byFile = new Map<string, number>();
@@ -52,7 +56,9 @@ export function selfTimes(p: CpuProfile): { byFn: Map<string, number>; byFile: M
     const n = nodes.get(p.samples[i] as number);
     if (!n) continue;
     const f = n.callFrame;
-    const file = f.url ? f.url.replace(/^file:\/\//, "").replace(REPO + "/", "") : `(${f.functionName || "native"})`;
+    const file = f.url
+      ? f.url.replace(/^file:\/\//, "").replace(REPO + "/", "")
+      : `(${f.functionName || "native"})`;
     const fn = `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`;
     if (f.functionName === "(idle)") continue;
     total += dt;
@@ -66,7 +72,10 @@ function top(m: Map<string, number>, total: number, k: number): string {
   return [...m.entries()]
     .sort((a, b) => b[1] - a[1])
     .slice(0, k)
-    .map(([name, us]) => `  ${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(6)} ms  ${name}`)
+    .map(
+      ([name, us]) =>
+        `  ${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(6)} ms  ${name}`,
+    )
     .join("\n");
 }
 
@@ -80,7 +89,12 @@ async function main(): Promise<void> {
   const policy = examplePolicyDir(join(work, "policy"), 10_000).dir;
   const stormBin = await buildGo("bench/storm-go", "storm");
   const server = await startNatsServer((p) =>
-    calloutConf(p, { issuer: keys.issuerPub, calloutUser: "callout", calloutPass: keys.calloutPass, xkey: keys.xkeyPub }),
+    calloutConf(p, {
+      issuer: keys.issuerPub,
+      calloutUser: "callout",
+      calloutPass: keys.calloutPass,
+      xkey: keys.xkeyPub,
+    }),
   );
   const svc = await startOurs({
     url: server.url,
@@ -100,7 +114,14 @@ async function main(): Promise<void> {
     throw err;
   });
   const storm = (count: number) =>
-    stormGo(stormBin, { url: server.url, n: count, concurrency: 50, user: "bench-u", pass: "bench-pw-{i}", users: 10_000 });
+    stormGo(stormBin, {
+      url: server.url,
+      n: count,
+      concurrency: 50,
+      user: "bench-u",
+      pass: "bench-pw-{i}",
+      users: 10_000,
+    });
   try {
     await storm(300);
     const c0 = procCpuSeconds(svc.pid);
@@ -115,7 +136,9 @@ async function main(): Promise<void> {
   }
   for (const f of readdirSync(profDir).filter((x) => x.endsWith(".cpuprofile"))) {
     const s = selfTimes(JSON.parse(readFileSync(join(profDir, f), "utf8")) as CpuProfile);
-    console.log(`\n${f}: ${(s.total / 1000).toFixed(0)} ms sampled (not idle)\nby file:\n${top(s.byFile, s.total, 15)}`);
+    console.log(
+      `\n${f}: ${(s.total / 1000).toFixed(0)} ms sampled (not idle)\nby file:\n${top(s.byFile, s.total, 15)}`,
+    );
     console.log(`by function:\n${top(s.byFn, s.total, k)}`);
   }
 }

@@ -474,7 +474,6 @@ ${table(
 `);
   }
   const big = Math.max(...s.sizes);
-  const at = (t: TargetName) => sum.find((x) => x.n === big && x.target === t);
   const rows = ratioRows(sum, big);
   if (rows.length > 0) {
     parts.push(`### Ratios at N = ${int(big)}

@@ -26,6 +26,7 @@ import { PolicyEvalError, PolicyLoadError, PolicyTimeoutError } from "../errors.
 import type { Logger } from "../log.js";
 import { DEFAULT_MEMORY, type EvalResult, type MemoryLimits } from "./engine.js";
 import { mib, scrubFault } from "./faults.js";
+import type { InputPath } from "./input-reads.js";
 import { POOL_DEFAULTS } from "./limits.js";
 import type { WasmModule } from "./wasm.js";
 import type { WireOutcome, WorkerInit, WorkerJob, WorkerMessage } from "./worker.js";
@@ -44,6 +45,11 @@ export interface PoolOptions {
   logger?: Logger;
   /** For log lines and errors. */
   revision?: string;
+  /**
+   * The input paths the revision's Rego may read (./input-reads.ts); undefined (default): unknown, anything. The
+   * injection guard leaves alone client strings outside them.
+   */
+  inputReads?: readonly InputPath[] | undefined;
 }
 
 export interface PoolEvaluateOptions {
@@ -109,6 +115,8 @@ export class EvaluatorPool {
   readonly entrypoints: readonly string[];
   readonly requiredBuiltins: readonly string[];
   readonly timeoutMs: number;
+  /** PoolOptions.inputReads. */
+  readonly inputReads: readonly InputPath[] | undefined;
   private readonly slots: Slot[] = [];
   private readonly queue: Job[] = [];
   private readonly init: WorkerInit;
@@ -135,6 +143,7 @@ export class EvaluatorPool {
     this.timeoutMs = opts.timeoutMs ?? POOL_DEFAULTS.timeoutMs;
     this.logger = opts.logger;
     this.revision = opts.revision ?? "";
+    this.inputReads = opts.inputReads;
   }
 
   /**
