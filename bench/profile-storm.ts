@@ -4,7 +4,7 @@
  * a warm-up and a storm with bench/storm-go, stops the service (the profiles of the main thread and of
  * every evaluation worker are written on exit) and prints self time by function and by file.
  *
- *   node --import tsx bench/profile-storm.ts [--n 3000] [--shipped] [--top 40]
+ *   node --import tsx bench/profile-storm.ts [--n 3000] [--shipped] [--top 40] [--no-prof] [--node-args "…"]
  *
  * --shipped adds what `make run` ships: the decision log to a file and the policy mask. The profiles
  * stay in build/profile/ (open them in Chrome DevTools or speedscope for the call trees).
@@ -27,6 +27,10 @@ const { values: args } = parseArgs({
     n: { type: "string", default: "3000" },
     shipped: { type: "boolean", default: false },
     top: { type: "string", default: "40" },
+    /** Extra node flags for the service, space-separated (e.g. "--max-semi-space-size=32"). */
+    "node-args": { type: "string", default: "" },
+    /** Only the per-thread CPU, no --cpu-prof (whose sampler threads cost CPU too). */
+    "no-prof": { type: "boolean", default: false },
   },
 });
 
@@ -79,6 +83,22 @@ function top(m: Map<string, number>, total: number, k: number): string {
     .join("\n");
 }
 
+/** utime+stime (s) and name of every thread of `pid`, from /proc/<pid>/task. */
+function threadCpu(pid: number): Map<string, { comm: string; cpu: number }> {
+  const out = new Map<string, { comm: string; cpu: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out.set(tid, { comm, cpu: (Number(rest[11]) + Number(rest[12])) / 100 });
+    } catch {
+      /* thread gone */
+    }
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const n = Number(args.n);
   const k = Number(args.top);
@@ -108,7 +128,10 @@ async function main(): Promise<void> {
     logLevel: "warn",
     decisionLog: args.shipped ? join(work, "decisions.jsonl") : "off",
     ...(args.shipped ? { maskEntrypoint: "nats/authz/mask" } : {}),
-    nodeArgs: ["--cpu-prof", "--cpu-prof-dir", profDir],
+    nodeArgs: [
+      ...(args["no-prof"] ? [] : ["--cpu-prof", "--cpu-prof-dir", profDir]),
+      ...(args["node-args"] ? args["node-args"].split(" ") : []),
+    ],
   }).catch(async (err: unknown) => {
     await server.stop();
     throw err;
@@ -125,15 +148,23 @@ async function main(): Promise<void> {
   try {
     await storm(300);
     const c0 = procCpuSeconds(svc.pid);
+    const t0 = threadCpu(svc.pid);
     const r = await storm(n);
     const cpu = procCpuSeconds(svc.pid) - c0;
+    const t1 = threadCpu(svc.pid);
     console.log(
       `storm: ${r.ok}/${r.n} ok, ${r.rate.toFixed(0)}/s, service CPU ${((cpu / r.ok) * 1000).toFixed(2)} s per 1000 logins`,
     );
+    // Real CPU per thread (the profiles sample wall time: a thread preempted on a busy machine keeps its stack).
+    for (const [tid, v] of t1) {
+      const d = v.cpu - (t0.get(tid)?.cpu ?? 0);
+      if (d >= 0.01) console.log(`  thread ${tid} ${v.comm}: ${((d / r.ok) * 1000).toFixed(3)} CPU-s per 1000 logins`);
+    }
   } finally {
     await svc.stop();
     await server.stop();
   }
+  if (args["no-prof"]) return;
   for (const f of readdirSync(profDir).filter((x) => x.endsWith(".cpuprofile"))) {
     const s = selfTimes(JSON.parse(readFileSync(join(profDir, f), "utf8")) as CpuProfile);
     console.log(
