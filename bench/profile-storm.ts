@@ -158,7 +158,8 @@ async function main(): Promise<void> {
     // Real CPU per thread (the profiles sample wall time: a thread preempted on a busy machine keeps its stack).
     for (const [tid, v] of t1) {
       const d = v.cpu - (t0.get(tid)?.cpu ?? 0);
-      if (d >= 0.01) console.log(`  thread ${tid} ${v.comm}: ${((d / r.ok) * 1000).toFixed(3)} CPU-s per 1000 logins`);
+      if (d >= 0.01)
+        console.log(`  thread ${tid} ${v.comm}: ${((d / r.ok) * 1000).toFixed(3)} CPU-s per 1000 logins`);
     }
   } finally {
     await svc.stop();

@@ -276,7 +276,11 @@ make tools build                 # nats-server, opa, dist/ (the service runs as 
 make bench                       # all sections, ~6 min on 2 CPUs; writes this page
 BENCH_SCALE=0.1 make bench       # quick look: smaller storms, fewer iterations, no 100k-user data
 BENCH_ONLY=storm BENCH_ROUNDS=5 node --import tsx bench/run.ts
+BENCH_ONLY=storm BENCH_TARGETS=ours-example,ours-shipped,go-callout node --import tsx bench/run.ts   # only these
+node --import tsx bench/profile-storm.ts --n 3000   # --cpu-prof of the live service under a storm, CPU per thread
 \`\`\`
+
+Per-lever history of the CPU per login (issue #12) and the profile of what remains: \`docs/performance.md\`.
 
 Pieces: \`bench/stages.bench.ts\` (section 1), \`bench/core.bench.ts\`, \`bench/storm.bench.ts\` with
 \`bench/storm-go\` (driver) and \`bench/peers/\` (section 2–3), \`bench/policy.bench.ts\` (section 4),
@@ -528,7 +532,9 @@ It does not support xkey (not exercised here).
 Our service runs as \`node dist/src/cli.js serve\` with \`log.level: warn\` and \`decision_log: off\` (the peers log
 nothing per request either); "decision log to file" shows what the audit trail costs (one masked JSON event per
 request to a file, plus the one-line info summary the service logs when events go elsewhere); "example policy" additionally evaluates the real \`policies/\` with a salted
-HMAC-SHA256 password check per connection over 10,000 generated users (the storm cycles through them).
+HMAC-SHA256 password check per connection over 10,000 generated users (the storm cycles through them), with
+xkey-sealed requests; "as shipped" is that plus what \`make run\` ships: the decision log to a file, masked by the
+policy's \`nats/authz/mask\` rule (\`policy.mask_entrypoint\`), and info-level logging (one summary line per login).
 `);
   return parts.join("\n");
 }
