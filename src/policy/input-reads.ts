@@ -82,6 +82,9 @@ export function mayRead(reads: readonly InputPath[] | undefined, path: InputPath
   return reads.some((r) => isPrefix(r, path) || isPrefix(path, r));
 }
 
+/** opa parse processes at once. */
+const PARALLEL_PARSES = 4;
+
 function parseOne(bin: string, file: string, v0: boolean, timeoutMs: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const args = ["parse", "--format", "json", ...(v0 ? ["--v0-compatible"] : []), file];
@@ -110,13 +113,19 @@ export async function inputReads(
   let work: string | undefined;
   try {
     const dir = (work = await mkdtemp(path.join(tmpdir(), "nats-opa-callout-reads-")));
-    const asts = await Promise.all(
-      files.map(async (f, i) => {
+    // opa parse takes one file: a few at a time, so that a policy of many files does not start a process per file.
+    const asts: unknown[] = [];
+    let next = 0;
+    const parser = async (): Promise<void> => {
+      for (let i = next++; i < files.length; i = next++) {
         const file = path.join(dir, `${i}.rego`);
-        await writeFile(file, f.content);
-        return parseOne(opaBin, file, false, timeoutMs).catch(() => parseOne(opaBin, file, true, timeoutMs));
-      }),
-    );
+        await writeFile(file, files[i]!.content);
+        asts[i] = await parseOne(opaBin, file, false, timeoutMs).catch(() =>
+          parseOne(opaBin, file, true, timeoutMs),
+        );
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PARALLEL_PARSES, files.length) }, parser));
     return minimalPaths(asts.flatMap(inputPathsOfAst)).sort((a, b) =>
       a.join("\0").localeCompare(b.join("\0")),
     );
