@@ -4,7 +4,8 @@
  *
  * Env: BENCH_SCALE (0 < s <= 1, default 1) shrinks storm sizes, iteration counts and data sizes;
  * BENCH_ROUNDS (default 3) storm rounds per target; BENCH_ONLY=stages,policy,storm,core,reconnect to run a
- * subset (the page then shows only those sections); BENCH_OUT to write the page elsewhere.
+ * subset (the page then shows only those sections); BENCH_TARGETS=ours-example,go-callout to storm only those
+ * targets (see bench/storm.bench.ts); BENCH_OUT to write the page elsewhere.
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -27,7 +28,7 @@ import { renderReport, type BenchResults, type DriverCalibration } from "./lib/r
 import { policyBench } from "./policy.bench.js";
 import { stageBench } from "./stages.bench.js";
 import { reconnectBench } from "./reconnect.bench.js";
-import { stormBench } from "./storm.bench.js";
+import { stormBench, type TargetName } from "./storm.bench.js";
 
 const log = (m: string) => console.log(m);
 const scale = Math.min(1, Math.max(0.01, Number(process.env.BENCH_SCALE ?? 1) || 1));
@@ -78,14 +79,19 @@ if (only.has("policy")) {
 }
 if (only.has("storm")) {
   const sizes = [2000, 10_000].map((n) => Math.max(100, Math.round(n * scale)));
-  log("storm: driver calibration (client CPU per connection, no callout)");
-  results.calibration = await calibrateDrivers(sizes[0] ?? 2000);
+  if (!process.env.BENCH_TARGETS) {
+    log("storm: driver calibration (client CPU per connection, no callout)");
+    results.calibration = await calibrateDrivers(sizes[0] ?? 2000);
+  }
   log(`storm: sizes ${sizes.join(", ")} at concurrency 50`);
   results.storm = await stormBench({
     sizes,
     concurrency: 50,
     rounds,
     warmup: Math.max(50, Math.round(300 * scale)),
+    ...(process.env.BENCH_TARGETS
+      ? { targets: process.env.BENCH_TARGETS.split(",").map((t) => t.trim() as TargetName) }
+      : {}),
     log,
   });
 }

@@ -5,7 +5,9 @@
  *   no-callout   plain config users, no callout at all (the ceiling)
  *   ours         this service (the real CLI) with a trivial allow policy
  *   ours-xkey    the same with xkey-sealed requests
- *   ours-example this service with the example policy over 10k users (real password checks)
+ *   ours-example this service with the example policy over 10k users (real password checks), xkey
+ *   ours-shipped the same as `make run` ships it: plus the decision log to a file, the policy's
+ *                decision-log mask (nats/authz/mask) and info-level logging
  *   ours-dlog    trivial policy with the decision log written to a file and info-level logging
  *   go-callout   bench/peers/go-callout (stands in for synadia-io/callout.go)
  *   go-opa       bench/peers/go-opa-callout: a Go callout embedding OPA's Go SDK on the same example policy
@@ -35,7 +37,15 @@ import {
 import { ensurePyVenv, startGoCallout, startGoOpaCallout, startPyCallout } from "./lib/peers.js";
 
 export type TargetName =
-  "no-callout" | "ours" | "ours-xkey" | "ours-example" | "ours-dlog" | "go-callout" | "go-opa" | "py-callout";
+  | "no-callout"
+  | "ours"
+  | "ours-xkey"
+  | "ours-example"
+  | "ours-shipped"
+  | "ours-dlog"
+  | "go-callout"
+  | "go-opa"
+  | "py-callout";
 
 export interface StormRun extends StormResult {
   target: TargetName;
@@ -63,6 +73,9 @@ export interface StormBenchResult {
   runs: StormRun[];
 }
 
+/** Targets whose server seals requests with xkey (the issue's goal compares the example policy with xkey). */
+const xkeyed = (t: TargetName): boolean => t === "ours-xkey" || t === "ours-example" || t === "ours-shipped";
+
 interface Target {
   name: TargetName;
   server: NatsServer;
@@ -87,6 +100,7 @@ export async function stormBench(opts: {
     "ours",
     "ours-xkey",
     "ours-example",
+    "ours-shipped",
     "ours-dlog",
     "go-callout",
     "go-opa",
@@ -124,27 +138,32 @@ export async function stormBench(opts: {
           issuer: keys.issuerPub,
           calloutUser: "callout",
           calloutPass: keys.calloutPass,
-          ...(name === "ours-xkey" ? { xkey: keys.xkeyPub } : {}),
+          ...(xkeyed(name) ? { xkey: keys.xkeyPub } : {}),
         }),
       });
       let service: Child;
       let detail: string | undefined;
       let creds: Pick<Target, "user" | "pass" | "users"> = { user: "bench", pass: clientPass };
-      if (name === "ours" || name === "ours-xkey" || name === "ours-example" || name === "ours-dlog") {
-        if (name === "ours-example") {
+      if (name.startsWith("ours")) {
+        const example = name === "ours-example" || name === "ours-shipped";
+        const dlog = name === "ours-dlog" || name === "ours-shipped";
+        if (example) {
           creds = { user: "bench-u", pass: "bench-pw-{i}", users: 10_000 };
-          detail = "policies/ with 10,000 generated password users";
+          detail = "policies/ with 10,000 generated password users, xkey";
         }
+        if (name === "ours-shipped")
+          detail += "; decision log to a file masked by nats/authz/mask + info log level (as `make run`)";
         if (name === "ours-dlog")
           detail = "decision log to a file (one JSON event per request) + info log level";
         service = await startOurs({
           ...common,
           url: server.url,
-          policyDir: name === "ours-example" ? exampleDir() : policyDir,
+          policyDir: example ? exampleDir() : policyDir,
           workDir: join(work, name),
-          logLevel: name === "ours-dlog" ? "info" : "warn",
-          decisionLog: name === "ours-dlog" ? join(work, "decisions.jsonl") : "off",
-          ...(name === "ours-xkey" ? { xkeySeed: keys.xkeySeed } : {}),
+          logLevel: dlog ? "info" : "warn",
+          decisionLog: dlog ? join(work, `decisions-${name}.jsonl`) : "off",
+          ...(name === "ours-shipped" ? { maskEntrypoint: "nats/authz/mask" } : {}),
+          ...(xkeyed(name) ? { xkeySeed: keys.xkeySeed } : {}),
         });
       } else if (name === "go-callout") {
         const bin = await buildGo("bench/peers/go-callout", "go-callout");

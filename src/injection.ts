@@ -24,6 +24,7 @@
 import { isUtf8 } from "node:buffer";
 import { DecisionShapeError, PolicyEvalError, PolicyTimeoutError } from "./errors.js";
 import type { Handler } from "./callout/pipeline.js";
+import { mayRead, type InputPath } from "./policy/input-reads.js";
 import type { AuthorizationRequest, Grant } from "./types.js";
 
 /**
@@ -311,9 +312,14 @@ export interface DangerousField extends ClientString {
   occurrences: number;
 }
 
-/** The client strings that carry dangerous characters (raw or decoded); empty for most honest logins. */
-export function dangerousFields(req: AuthorizationRequest): DangerousField[] {
+/**
+ * The client strings that carry dangerous characters (raw or decoded); empty for most honest logins. With `reads`
+ * (the input paths a policy may read, src/policy/input-reads.ts; request and input share these paths), only the
+ * strings the policy can observe: a probe that neutralised the others would be, for the policy, the real request.
+ */
+export function dangerousFields(req: AuthorizationRequest, reads?: readonly InputPath[]): DangerousField[] {
   return clientStrings(req)
+    .filter((f) => mayRead(reads, f.keys))
     .map((f) => ({ ...f, occurrences: countOccurrences(f.value) }))
     .filter((f) => f.occurrences > 0);
 }
@@ -475,8 +481,9 @@ export async function checkInjection(
   realGrant: unknown,
   decide: Decide,
   maxProbes = MAX_PROBES,
+  reads?: readonly InputPath[],
 ): Promise<InjectionCheck> {
-  const fields = dangerousFields(req);
+  const fields = dangerousFields(req, reads);
   const paths = fields.map((f) => f.path);
   let probes = 0;
   let chars = 0;
@@ -568,15 +575,17 @@ export function injectionError(finding: InjectionFinding): DecisionShapeError {
 
 /**
  * The hook for a decision function: throws `subject_injection` (DecisionShapeError naming the request fields) when a
- * probe finds one; records the fields that needed probes and the probe count in `meta.injection`.
+ * probe finds one; records the fields that needed probes and the probe count in `meta.injection`. `reads`: the input
+ * paths the decision function may read (undefined: anything).
  */
 export async function enforceNoInjection(
   req: AuthorizationRequest,
   grant: unknown,
   decide: Decide,
   meta: Record<string, unknown>,
+  reads?: readonly InputPath[],
 ): Promise<void> {
-  const check = await checkInjection(req, grant, decide);
+  const check = await checkInjection(req, grant, decide, MAX_PROBES, reads);
   if (check.probes > 0) meta.injection = { fields: check.fields, probes: check.probes };
   if (check.finding !== undefined) throw injectionError(check.finding);
 }

@@ -18,7 +18,10 @@ export interface Logger {
 /** Keys whose values are secrets wherever they appear (any depth up to the listed patterns). */
 export { SECRET_KEYS };
 
-/** pino redact paths: each secret key at the top level and up to four levels deep. */
+/**
+ * pino redact paths: each secret key at the top level and up to four levels deep. (What redactSecrets covers, as
+ * pino paths; kept for reference and tests.)
+ */
 export function redactPaths(): string[] {
   const paths: string[] = [];
   for (const k of SECRET_KEYS) {
@@ -30,6 +33,52 @@ export function redactPaths(): string[] {
 }
 
 export const REDACTED = "[REDACTED]";
+
+const SECRET = new Set<string>(SECRET_KEYS);
+/** Levels below a log line's top level that redactSecrets looks into (redactPaths covers four). */
+const REDACT_DEPTH = 8;
+
+/**
+ * A log object with every secret key's value (SECRET_KEYS, and `client_info.user`, which carries the raw token on
+ * 2.10) replaced by REDACTED, at any level up to REDACT_DEPTH, in plain objects, arrays and errors. Copy on write:
+ * the caller's object is never changed, and an object without secrets comes back as it is. This replaces pino's
+ * path redaction (@pinojs/redact parses its 64 paths again on every line: ~40 µs per line, measured, against
+ * ~3 µs for the line itself) with one walk of the line's own keys.
+ */
+export function redactSecrets<T>(v: T, depth = 0, parentKey?: string): T {
+  if (depth > REDACT_DEPTH || typeof v !== "object" || v === null || ArrayBuffer.isView(v)) return v;
+  if (Array.isArray(v)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < v.length; i++) {
+      const r: unknown = redactSecrets(v[i], depth + 1);
+      if (r !== v[i]) (out ??= [...v])[i] = r;
+    }
+    return (out ?? v) as T;
+  }
+  const src = v as Record<string, unknown>;
+  let out: Record<string, unknown> | undefined;
+  for (const k of Object.keys(src)) {
+    const x = src[k];
+    const r =
+      SECRET.has(k) || (k === "user" && parentKey === "client_info")
+        ? REDACTED
+        : redactSecrets(x, depth + 1, k);
+    if (r !== x) (out ??= copyOf(src))[k] = r;
+  }
+  return (out ?? v) as T;
+}
+
+/** A shallow copy that still serialises like the original (an Error keeps its prototype, message and stack). */
+function copyOf(o: Record<string, unknown>): Record<string, unknown> {
+  const proto = Object.getPrototypeOf(o) as object | null;
+  if (proto === Object.prototype || proto === null) return { ...o };
+  const c = Object.assign(Object.create(proto) as Record<string, unknown>, o);
+  if (o instanceof Error) {
+    c.message = o.message;
+    c.stack = o.stack;
+  }
+  return c;
+}
 
 export interface CreateLoggerOptions {
   level?: string;
@@ -43,16 +92,22 @@ export interface CreateLoggerOptions {
 export function createLogger(opts: CreateLoggerOptions = {}): Logger {
   const options: LoggerOptions = {
     level: opts.level ?? "info",
-    redact: { paths: redactPaths(), censor: REDACTED },
     base: { name: opts.name ?? "nats-opa-callout" },
     timestamp: pino.stdTimeFunctions.isoTime,
-    formatters: { level: (label) => ({ level: label }) },
+    formatters: {
+      level: (label) => ({ level: label }),
+      // Secrets never leave: in each line's object (and in a child's bindings, see below).
+      log: (obj) => redactSecrets(obj),
+    },
   };
   const dest = opts.destination ?? pino.destination({ dest: 1, sync: false });
-  if (opts.format === "pretty") {
-    return pino(options, prettyStream(dest)) as unknown as Logger;
-  }
-  return pino(options, dest) as unknown as Logger;
+  const logger = pino(options, opts.format === "pretty" ? prettyStream(dest) : dest);
+  // pino applies no formatter to a child's bindings: redact them here (children inherit this `child`).
+  const child = logger.child;
+  logger.child = function (this: typeof logger, bindings, childOpts) {
+    return child.call(this, redactSecrets(bindings), childOpts);
+  } as typeof child;
+  return logger as unknown as Logger;
 }
 
 /** A logger that drops everything (library default when none is given). */

@@ -14,6 +14,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { PolicyLoadError } from "../errors.js";
 import { faultText, mib } from "./faults.js";
+import { inputReads, type InputPath } from "./input-reads.js";
 import { POOL_DEFAULTS } from "./limits.js";
 import { checkDataSize } from "./pool.js";
 import {
@@ -124,6 +125,12 @@ function cleanOpaOutput(text: string): string {
   return t.length > 4000 ? `${t.slice(0, 4000)}…` : t;
 }
 
+/** The opa binary to run from any cwd: a relative path resolved now, a bare name left to PATH. */
+function opaBinary(opaBin: string | undefined): string {
+  if (opaBin === undefined) return "opa";
+  return opaBin.includes(path.sep) ? path.resolve(opaBin) : opaBin;
+}
+
 /** Compile a snapshot with `opa build -t wasm` in a private temp dir; returns the bundle bytes. */
 export async function buildBundle(snapshot: PolicySnapshot, opts: BuildOptions): Promise<Buffer> {
   const work = await mkdtemp(path.join(tmpdir(), "nats-opa-callout-build-"));
@@ -143,12 +150,7 @@ export async function buildBundle(snapshot: PolicySnapshot, opts: BuildOptions):
     if (caps) args.push("--capabilities", path.resolve(caps));
     args.push("-r", snapshot.revision, "-o", out, ".");
     // opa runs with cwd = the temp copy: a relative binary path is resolved here, a bare name via PATH
-    const bin =
-      opts.opaBin === undefined
-        ? "opa"
-        : opts.opaBin.includes(path.sep)
-          ? path.resolve(opts.opaBin)
-          : opts.opaBin;
+    const bin = opaBinary(opts.opaBin);
     await new Promise<void>((resolve, reject) => {
       execFile(
         bin,
@@ -193,6 +195,8 @@ export interface LoadedPolicy {
   revision: string;
   /** False when only data changed and the previous module was reused. */
   compiled: boolean;
+  /** The input paths the Rego may read (./input-reads.ts); undefined: unknown (a wasm bundle), may read anything. */
+  inputReads?: InputPath[] | undefined;
 }
 
 function sha16(b: Uint8Array): string {
@@ -231,6 +235,7 @@ export class PolicyLoader {
   private lastRevision: string | undefined;
   private lastRegoHash: string | undefined;
   private lastModule: WasmModule | undefined;
+  private lastInputReads: InputPath[] | undefined;
   /** Content revision of the source the last load() call read (set before any build). */
   lastAttempted: string | undefined;
 
@@ -314,12 +319,19 @@ export class PolicyLoader {
         data,
         revision: snapshot.revision,
         compiled: false,
+        inputReads: this.lastInputReads,
         commit: () => {
           this.lastRevision = sourceRevision;
         },
       };
     }
-    const gz = await buildBundle(snapshot, this.opts);
+    const [gz, reads] = await Promise.all([
+      buildBundle(snapshot, this.opts),
+      inputReads(
+        snapshot.files.filter((f) => f.kind === "rego"),
+        opaBinary(this.opts.opaBin),
+      ),
+    ]);
     const bundle = readBundle(gz, this.opts.entrypoints);
     const module = await compileModule(bundle.wasm);
     return {
@@ -327,10 +339,12 @@ export class PolicyLoader {
       data,
       revision: snapshot.revision,
       compiled: true,
+      inputReads: reads,
       commit: () => {
         this.lastRevision = sourceRevision;
         this.lastRegoHash = snapshot.regoHash;
         this.lastModule = module;
+        this.lastInputReads = reads;
       },
     };
   }

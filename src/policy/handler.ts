@@ -14,7 +14,9 @@
  *
  * An allow whose client strings carry wildcard, dot, whitespace or control characters is re-checked on neutralised
  * probes evaluated on the same snapshot, instant and deadline (src/injection.ts): `subject_injection` when they
- * change the grant's structure; a probe that faults denies with its fault.
+ * change the grant's structure; a probe that faults denies with its fault. Client strings the revision's Rego cannot
+ * read (./input-reads.ts: e.g. `connect_opts.version` for a policy that never names it) need no probe: neutralised,
+ * they would give the policy the very same input.
  */
 import type { SnapshotEvaluator } from "../audit.js";
 import { AbortAuth, AuthError, CalloutError, PolicyEvalError } from "../errors.js";
@@ -151,7 +153,7 @@ export function policyHandler(store: PolicyStore, opts: PolicyHandlerOptions = {
     ctx.meta.decision = decision;
     switch (decision.kind) {
       case "allow":
-        await enforceNoInjection(req, decision.grant, probe, ctx.meta);
+        await enforceNoInjection(req, decision.grant, probe, ctx.meta, active.policy.inputReads);
         if (decision.reason !== undefined) ctx.meta.reason = decision.reason;
         return decision.grant;
       case "deny":

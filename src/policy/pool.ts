@@ -26,6 +26,7 @@ import { PolicyEvalError, PolicyLoadError, PolicyTimeoutError } from "../errors.
 import type { Logger } from "../log.js";
 import { DEFAULT_MEMORY, type EvalResult, type MemoryLimits } from "./engine.js";
 import { mib, scrubFault } from "./faults.js";
+import type { InputPath } from "./input-reads.js";
 import { POOL_DEFAULTS } from "./limits.js";
 import type { WasmModule } from "./wasm.js";
 import type { WireOutcome, WorkerInit, WorkerJob, WorkerMessage } from "./worker.js";
@@ -44,6 +45,11 @@ export interface PoolOptions {
   logger?: Logger;
   /** For log lines and errors. */
   revision?: string;
+  /**
+   * The input paths the revision's Rego may read (./input-reads.ts); undefined (default): unknown, anything. The
+   * injection guard leaves alone client strings outside them.
+   */
+  inputReads?: readonly InputPath[] | undefined;
 }
 
 export interface PoolEvaluateOptions {
@@ -97,6 +103,20 @@ function newWorker(init: WorkerInit): Worker {
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/**
+ * The input as it crosses to the worker: an object becomes its JSON text as bytes, transferred (not cloned), which the
+ * worker hands to opa-wasm as they are (opa-wasm would JSON.stringify the object there anyway, once per entrypoint);
+ * raw JSON bytes (an ArrayBuffer) are copied (the caller keeps its buffer); other values (primitives, null) go as they are, so that
+ * opa-wasm treats them exactly as before. Throws on values JSON cannot encode (BigInt, cycles).
+ */
+function wireInput(input: unknown): unknown {
+  if (input instanceof ArrayBuffer) return input.slice(0);
+  if (typeof input !== "object" || input === null) return input;
+  return utf8.encode(JSON.stringify(input)).buffer; // a fresh buffer of exactly these bytes
+}
+
+const utf8 = new TextEncoder();
+
 function toArrayBuffer(data: Uint8Array | ArrayBuffer): ArrayBuffer {
   if (data instanceof ArrayBuffer) return data;
   return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
@@ -109,6 +129,8 @@ export class EvaluatorPool {
   readonly entrypoints: readonly string[];
   readonly requiredBuiltins: readonly string[];
   readonly timeoutMs: number;
+  /** PoolOptions.inputReads. */
+  readonly inputReads: readonly InputPath[] | undefined;
   private readonly slots: Slot[] = [];
   private readonly queue: Job[] = [];
   private readonly init: WorkerInit;
@@ -135,6 +157,7 @@ export class EvaluatorPool {
     this.timeoutMs = opts.timeoutMs ?? POOL_DEFAULTS.timeoutMs;
     this.logger = opts.logger;
     this.revision = opts.revision ?? "";
+    this.inputReads = opts.inputReads;
   }
 
   /**
@@ -368,9 +391,10 @@ export class EvaluatorPool {
       if (job.done) continue;
       slot.job = job;
       slot.worker.ref();
-      const msg: WorkerJob = { id: job.id, input: job.input, entrypoints: job.entrypoints, nowNs: job.nowNs };
       try {
-        slot.worker.postMessage(msg);
+        const input = wireInput(job.input);
+        const msg: WorkerJob = { id: job.id, input, entrypoints: job.entrypoints, nowNs: job.nowNs };
+        slot.worker.postMessage(msg, input instanceof ArrayBuffer ? [input] : []);
       } catch (err) {
         // input that cannot cross the thread boundary (not JSON-like): this job's fault, not the worker's
         slot.job = undefined;

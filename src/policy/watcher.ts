@@ -179,7 +179,11 @@ export class PolicyWatcher {
       const loaded = await this.loader.load(force);
       if (!loaded) return { result: "unchanged", revision: this.store.peek()?.revision };
       attempted = loaded.revision;
-      const poolOpts: PoolOptions = { ...this.opts.pool, revision: loaded.revision };
+      const poolOpts: PoolOptions = {
+        ...this.opts.pool,
+        revision: loaded.revision,
+        inputReads: loaded.inputReads,
+      };
       if (this.log) poolOpts.logger = this.log;
       pool = await EvaluatorPool.start(loaded.module, loaded.data, poolOpts);
       await verifyPolicy(

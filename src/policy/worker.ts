@@ -24,6 +24,7 @@ export interface WorkerInit {
 
 export interface WorkerJob {
   id: number;
+  /** An object input arrives as its JSON bytes (an ArrayBuffer, see pool.ts wireInput), read as they are by opa-wasm. */
   input: unknown;
   entrypoints: readonly string[];
   nowNs: bigint;

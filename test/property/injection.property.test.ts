@@ -5,7 +5,8 @@
  * every subject, name and tag have the same skeleton (sequence of `*`, `>`, `.`, whitespace, control characters) as
  * the benign grant.
  *
- * Real parts: each policy is Rego compiled by the real `opa build -t wasm` with the host capabilities, evaluated by
+ * Real parts: each policy is Rego compiled by the real `opa build -t wasm` with the host capabilities (loaded from a
+ * directory like the service does, so the guard also knows the input paths the Rego reads), evaluated by
  * the service's engine through policyHandler (which runs the probes), then validateGrant as in the pipeline.
  * One policy per transformation; each templates nine client fields at once (`f<i>.<t(v)>.>`), the transformed
  * `connect_opts.name` as the user name and the transformed tags as tags. The hostile string is generated from an
@@ -16,6 +17,9 @@
  * outcome never depends on chance.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import fc from "fast-check";
 import type { HandlerContext } from "../../src/callout/pipeline.js";
@@ -25,7 +29,7 @@ import { countOccurrences, skeleton } from "../../src/injection.js";
 import { createPolicyEngine, type PolicyEngineHandle } from "../../src/policy/handler.js";
 import { SMOKE_REQUEST } from "../../src/policy/input.js";
 import type { AuthorizationRequest, Grant } from "../../src/types.js";
-import { buildWasmFixture, skipWithoutOpa } from "../support/index.js";
+import { OPA_BIN, skipWithoutOpa } from "../support/index.js";
 
 const SEED = Number(process.env.INJECTION_PROPERTY_SEED ?? 20261129);
 const NUM_RUNS = Number(process.env.INJECTION_PROPERTY_RUNS ?? 150);
@@ -250,16 +254,26 @@ function wider(good: Grant, hostile: Grant): string[] {
 describe("no transformation lets a hostile client string widen a grant", { skip: skipWithoutOpa }, () => {
   const engines = new Map<string, PolicyEngineHandle>();
   before(async () => {
+    // Loaded from a directory, as the service loads policies: the guard then also knows which input paths the Rego
+    // reads (src/policy/input-reads.ts), and must still probe every field these policies reach through object.get.
     for (const [name, fn] of Object.entries(TRANSFORMS)) {
-      const { bundlePath } = buildWasmFixture({ "naive.rego": policyFor(fn) }, ["naive/decision"]);
-      engines.set(
-        name,
-        await createPolicyEngine({ bundle: bundlePath, entrypoint: "naive/decision", watch: false }),
-      );
+      const dir = mkdtempSync(join(tmpdir(), "injection-property-"));
+      dirs.push(dir);
+      writeFileSync(join(dir, "naive.rego"), policyFor(fn));
+      const h = await createPolicyEngine({
+        dir,
+        entrypoint: "naive/decision",
+        opaBin: OPA_BIN ?? "opa",
+        watch: false,
+      });
+      assert.ok(h.store.current().policy.inputReads !== undefined, "the input paths are known");
+      engines.set(name, h);
     }
   });
+  const dirs: string[] = [];
   after(async () => {
     for (const h of engines.values()) await h.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
   for (const name of Object.keys(TRANSFORMS)) {

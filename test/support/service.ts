@@ -31,6 +31,8 @@ export interface OursOptions extends PeerOptions {
   watch?: boolean;
   /** Decision log destination: a file path, "stdout" or "off". */
   decisionLog?: string;
+  /** policy.mask_entrypoint (the decision-log mask rule, e.g. "nats/authz/mask"). */
+  maskEntrypoint?: string;
   logLevel?: string;
   /** Extra top-level config (merged shallowly). */
   extra?: Record<string, unknown>;
@@ -71,6 +73,7 @@ export async function startOurs(o: OursOptions): Promise<OursChild> {
       ...(o.policyDir ? { dir: o.policyDir } : {}),
       ...(o.bundle ? { bundle: o.bundle } : {}),
       watch: o.watch ?? false,
+      ...(o.maskEntrypoint ? { mask_entrypoint: o.maskEntrypoint } : {}),
       opa_binary: OPA_BIN ?? join(REPO, ".tools", "bin", "opa"),
       ...(o.evalTimeoutMs !== undefined ? { eval_timeout_ms: o.evalTimeoutMs } : {}),
     },

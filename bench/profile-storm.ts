@@ -1,0 +1,181 @@
+/**
+ * Where the service's CPU goes under a connect storm: starts one nats-server and the real CLI
+ * (`node --cpu-prof dist/src/cli.js serve`) with the example policy over 10,000 users and xkey, drives
+ * a warm-up and a storm with bench/storm-go, stops the service (the profiles of the main thread and of
+ * every evaluation worker are written on exit) and prints self time by function and by file.
+ *
+ *   node --import tsx bench/profile-storm.ts [--n 3000] [--shipped] [--top 40] [--no-prof] [--node-args "…"]
+ *
+ * --shipped adds what `make run` ships: the decision log to a file and the policy mask. The profiles
+ * stay in build/profile/ (open them in Chrome DevTools or speedscope for the call trees).
+ */
+import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import {
+  REPO,
+  buildGo,
+  calloutConf,
+  examplePolicyDir,
+  newKeys,
+  procCpuSeconds,
+  startNatsServer,
+  startOurs,
+  stormGo,
+  tempDir,
+} from "../test/support/index.js";
+
+const { values: args } = parseArgs({
+  options: {
+    n: { type: "string", default: "3000" },
+    shipped: { type: "boolean", default: false },
+    top: { type: "string", default: "40" },
+    /** Extra node flags for the service, space-separated (e.g. "--max-semi-space-size=32"). */
+    "node-args": { type: "string", default: "" },
+    /** Only the per-thread CPU, no --cpu-prof (whose sampler threads cost CPU too). */
+    "no-prof": { type: "boolean", default: false },
+  },
+});
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Self time (µs) per function and per file of one .cpuprofile. */
+export function selfTimes(p: CpuProfile): {
+  byFn: Map<string, number>;
+  byFile: Map<string, number>;
+  total: number;
+} {
+  const nodes = new Map(p.nodes.map((n) => [n.id, n]));
+  const byFn = new Map<string, number>();
+  const byFile = new Map<string, number>();
+  let total = 0;
+  for (let i = 0; i < p.samples.length; i++) {
+    const dt = p.timeDeltas[i] ?? 0;
+    const n = nodes.get(p.samples[i] as number);
+    if (!n) continue;
+    const f = n.callFrame;
+    const file = f.url
+      ? f.url.replace(/^file:\/\//, "").replace(REPO + "/", "")
+      : `(${f.functionName || "native"})`;
+    const fn = `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`;
+    if (f.functionName === "(idle)") continue;
+    total += dt;
+    byFn.set(fn, (byFn.get(fn) ?? 0) + dt);
+    byFile.set(file, (byFile.get(file) ?? 0) + dt);
+  }
+  return { byFn, byFile, total };
+}
+
+function top(m: Map<string, number>, total: number, k: number): string {
+  return [...m.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, k)
+    .map(
+      ([name, us]) =>
+        `  ${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(6)} ms  ${name}`,
+    )
+    .join("\n");
+}
+
+/** utime+stime (s) and name of every thread of `pid`, from /proc/<pid>/task. */
+function threadCpu(pid: number): Map<string, { comm: string; cpu: number }> {
+  const out = new Map<string, { comm: string; cpu: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out.set(tid, { comm, cpu: (Number(rest[11]) + Number(rest[12])) / 100 });
+    } catch {
+      /* thread gone */
+    }
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const n = Number(args.n);
+  const k = Number(args.top);
+  const profDir = join(REPO, "build", "profile");
+  rmSync(profDir, { recursive: true, force: true });
+  const keys = newKeys();
+  const work = tempDir("noc-prof-");
+  const policy = examplePolicyDir(join(work, "policy"), 10_000).dir;
+  const stormBin = await buildGo("bench/storm-go", "storm");
+  const server = await startNatsServer({
+    config: calloutConf({
+      issuer: keys.issuerPub,
+      calloutUser: "callout",
+      calloutPass: keys.calloutPass,
+      xkey: keys.xkeyPub,
+    }),
+  });
+  const svc = await startOurs({
+    url: server.url,
+    calloutUser: "callout",
+    calloutPass: keys.calloutPass,
+    issuerSeed: keys.issuerSeed,
+    account: "APP",
+    xkeySeed: keys.xkeySeed,
+    policyDir: policy,
+    workDir: join(work, "svc"),
+    logLevel: "warn",
+    decisionLog: args.shipped ? join(work, "decisions.jsonl") : "off",
+    ...(args.shipped ? { maskEntrypoint: "nats/authz/mask" } : {}),
+    nodeArgs: [
+      ...(args["no-prof"] ? [] : ["--cpu-prof", "--cpu-prof-dir", profDir]),
+      ...(args["node-args"] ? args["node-args"].split(" ") : []),
+    ],
+  }).catch(async (err: unknown) => {
+    await server.stop();
+    throw err;
+  });
+  const storm = (count: number) =>
+    stormGo(stormBin, {
+      url: server.url,
+      n: count,
+      concurrency: 50,
+      user: "bench-u",
+      pass: "bench-pw-{i}",
+      users: 10_000,
+    });
+  try {
+    await storm(300);
+    const c0 = procCpuSeconds(svc.pid);
+    const t0 = threadCpu(svc.pid);
+    const r = await storm(n);
+    const cpu = procCpuSeconds(svc.pid) - c0;
+    const t1 = threadCpu(svc.pid);
+    console.log(
+      `storm: ${r.ok}/${r.n} ok, ${r.rate.toFixed(0)}/s, service CPU ${((cpu / r.ok) * 1000).toFixed(2)} s per 1000 logins`,
+    );
+    // Real CPU per thread (the profiles sample wall time: a thread preempted on a busy machine keeps its stack).
+    for (const [tid, v] of t1) {
+      const d = v.cpu - (t0.get(tid)?.cpu ?? 0);
+      if (d >= 0.01)
+        console.log(`  thread ${tid} ${v.comm}: ${((d / r.ok) * 1000).toFixed(3)} CPU-s per 1000 logins`);
+    }
+  } finally {
+    await svc.stop();
+    await server.stop();
+  }
+  if (args["no-prof"]) return;
+  for (const f of readdirSync(profDir).filter((x) => x.endsWith(".cpuprofile"))) {
+    const s = selfTimes(JSON.parse(readFileSync(join(profDir, f), "utf8")) as CpuProfile);
+    console.log(
+      `\n${f}: ${(s.total / 1000).toFixed(0)} ms sampled (not idle)\nby file:\n${top(s.byFile, s.total, 15)}`,
+    );
+    console.log(`by function:\n${top(s.byFn, s.total, k)}`);
+  }
+}
+
+await main();
