@@ -7,6 +7,31 @@ _kv := {"bucket": "prefs", "prefix": ["alice"]}
 
 _pub(g) := g.pub.allow
 
+# _name() checks its allow-list with trim(), not a regex: it accepts exactly what the reference pattern does.
+_name_reference := `^[-_A-Za-z0-9]{1,64}$`
+
+test_names_accept_exactly_the_reference_pattern if {
+	every i in numbers.range(0, 127) {
+		c := json.unmarshal(sprintf("\"\\u%04x\"", [i]))
+		_same_name_check(c)
+		_same_name_check(concat("", ["Ab", c, "9z"]))
+	}
+	every s in ["", "é", "a\u00a0b", "a\u200bb", "ａ", concat("", [x | some _ in numbers.range(1, 64); x := "a"]), concat("", [x | some _ in numbers.range(1, 65); x := "a"])] {
+		_same_name_check(s)
+	}
+	not jetstream._name(1)
+}
+
+_same_name_check(s) if {
+	jetstream._name(s) == s
+	regex.match(_name_reference, s)
+}
+
+_same_name_check(s) if {
+	not jetstream._name(s)
+	not regex.match(_name_reference, s)
+}
+
 test_kv_get_is_one_direct_get_subject if {
 	jetstream.kv_get(_kv) == {
 		"pub": {"allow": ["$JS.API.DIRECT.GET.KV_prefs.$KV.prefs.alice.>"]},

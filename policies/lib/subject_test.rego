@@ -51,6 +51,36 @@ test_token_is_printable_ascii_only if {
 	subject.token("!#$%&'()+,-/:;<=?@[\\]^_`{|}~") # every printable ASCII but . * >
 }
 
+# token() checks its allow-list with trim(), not a regex: it must accept exactly what the reference
+# pattern accepts, for every ASCII character alone and inside a name, and for the usual tricks.
+_token_reference := `^[!-)+-\-/-=?-~]+$`
+
+test_token_accepts_exactly_the_reference_pattern if {
+	every i in numbers.range(0, 127) {
+		_same_as_reference(_char(i))
+		_same_as_reference(concat("", ["ab", _char(i), "9Z"]))
+	}
+	every s in unsafe_tokens {
+		_same_as_reference(s)
+	}
+	every s in ["", "Zoë", "аlice", "al😀ice", "a\u00a0b", "a\u200bb", "\ufeffa", "a\u2028b", "ａ", "\u00ff"] {
+		_same_as_reference(s)
+	}
+}
+
+_same_as_reference(s) if {
+	subject.token(s) == s
+	regex.match(_token_reference, s)
+}
+
+_same_as_reference(s) if {
+	not subject.token(s)
+	not regex.match(_token_reference, s)
+}
+
+# Any code point as a one-character string (json.unmarshal of a \uXXXX escape).
+_char(i) := json.unmarshal(sprintf("\"\\u%04x\"", [i]))
+
 # "." "*" ">" are the only printable ASCII characters that are refused.
 _token_char_ok(c) if {
 	not c in {".", "*", ">"}

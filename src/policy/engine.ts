@@ -18,12 +18,18 @@ import { describeEvalFault, faultText, isOutOfMemory, mib } from "./faults.js";
 import { POOL_DEFAULTS } from "./limits.js";
 import { isWasmModule, wasmApi, type WasmInstance, type WasmMemory, type WasmModule } from "./wasm.js";
 
-/** The part of opa-wasm's LoadedPolicy this engine uses. */
+/**
+ * The part of opa-wasm's LoadedPolicy this engine uses (all declared in its typings). opa-wasm instantiates the
+ * module, wires the builtins and loads data; evaluation calls the module's `opa_eval` directly (see `evaluate`).
+ */
 interface OpaPolicy {
   mem: WasmMemory;
   wasmInstance: WasmInstance | { instance: WasmInstance };
   entrypoints: Record<string, number>;
-  evaluate(input: unknown, entrypoint: string): unknown;
+  /** The parsed data document. */
+  dataAddr: number;
+  /** First free heap address above the data document: where each evaluation's input goes. */
+  dataHeapPtr: number;
   setData(data: unknown): void;
 }
 
@@ -67,14 +73,33 @@ export const SUPPORTED_HOST_BUILTINS: ReadonlySet<string> = new Set([...JS_BUILT
 interface WasmExports {
   builtins(): number;
   opa_json_dump(addr: number): number;
+  /**
+   * ABI 1.2: reset the heap to `heapAddr`, parse `inputLen` bytes of JSON at `inputAddr`, evaluate entrypoint `ep`
+   * against the data at `dataAddr`, and return the address of the result set as NUL-terminated JSON (format 0).
+   */
+  opa_eval(
+    reserved: 0,
+    ep: number,
+    dataAddr: number,
+    inputAddr: number,
+    inputLen: number,
+    heapAddr: number,
+    format: 0,
+  ): number;
+}
+
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder();
+
+/** The NUL-terminated JSON text at `addr` in `buf`, parsed. */
+function parseCString(buf: Uint8Array, addr: number): unknown {
+  const end = buf.indexOf(0, addr);
+  return JSON.parse(utf8Decoder.decode(buf.subarray(addr, end < 0 ? buf.length : end)));
 }
 
 function readJson(mem: WasmMemory, exportsObj: WasmExports, addr: number): unknown {
   const raw = exportsObj.opa_json_dump(addr);
-  const buf = new Uint8Array(mem.buffer);
-  let end = raw;
-  while (buf[end] !== 0) end++;
-  return JSON.parse(new TextDecoder().decode(buf.subarray(raw, end)));
+  return parseCString(new Uint8Array(mem.buffer), raw);
 }
 
 export class PolicyEngine {
@@ -86,6 +111,9 @@ export class PolicyEngine {
   readonly requiredBuiltins: readonly string[];
   private readonly policy: OpaPolicy;
   private readonly mem: WasmMemory;
+  private readonly exports: WasmExports;
+  /** A view of `mem`; replaced when the memory grows (growing detaches the old buffer). */
+  private bytes: Uint8Array;
   private now = 0n;
   private failures: BuiltinFailure[] = [];
 
@@ -98,6 +126,9 @@ export class PolicyEngine {
     this.module = module;
     this.policy = policy;
     this.mem = policy.mem;
+    const instance = "instance" in policy.wasmInstance ? policy.wasmInstance.instance : policy.wasmInstance;
+    this.exports = instance.exports as unknown as WasmExports;
+    this.bytes = new Uint8Array(policy.mem.buffer);
     this.entrypoints = Object.keys(policy.entrypoints).sort();
     this.requiredBuiltins = required;
   }
@@ -142,6 +173,11 @@ export class PolicyEngine {
     } catch (err) {
       throw new PolicyLoadError(`cannot read the module's builtins: ${faultText(err)}`, { cause: err });
     }
+    if (typeof (instance.exports as Partial<WasmExports>).opa_eval !== "function") {
+      throw new PolicyLoadError(
+        "policy module predates wasm ABI 1.2 (no opa_eval export); rebuild it with a current opa",
+      );
+    }
     const missing = required.filter((b) => !SUPPORTED_HOST_BUILTINS.has(b));
     if (missing.length > 0) {
       throw new PolicyLoadError(`policy needs builtins this host does not provide: ${missing.join(", ")}`);
@@ -180,7 +216,8 @@ export class PolicyEngine {
 
   /**
    * Evaluate one entrypoint, synchronously, with `input` as a JSON value (or raw JSON bytes in an
-   * ArrayBuffer, e.g. to pass integers beyond 2^53 exactly). `time.now_ns()` is frozen for the call.
+   * ArrayBuffer or Uint8Array: pre-serialised input, or integers beyond 2^53 exactly; `undefined`: no input).
+   * `time.now_ns()` is frozen for the call.
    * Throws PolicyEvalError for any failure (unknown entrypoint, conflicting outputs, memory limit,
    * strict builtin errors) and for a result set with more than one result. Wasm-native builtins
    * (division by zero, `to_number("x")`, …) report nothing: their expression is simply undefined.
@@ -193,7 +230,7 @@ export class PolicyEngine {
     this.failures = [];
     let rs: unknown;
     try {
-      rs = this.policy.evaluate(input, entrypoint);
+      rs = this.run(input, this.policy.entrypoints[entrypoint] as number);
     } catch (err) {
       const f = describeEvalFault(err, this.maxPages);
       throw new PolicyEvalError(`policy evaluation failed: ${f.message}`, {
@@ -212,5 +249,48 @@ export class PolicyEngine {
       throw new PolicyEvalError("policy result has no value");
     }
     return { result: first.result, builtinErrors };
+  }
+
+  /** The memory view, renewed after a grow. */
+  private view(): Uint8Array {
+    if (this.bytes.byteLength === 0 || this.bytes.buffer !== this.mem.buffer) {
+      this.bytes = new Uint8Array(this.mem.buffer);
+    }
+    return this.bytes;
+  }
+
+  /**
+   * One `opa_eval` call: the input's JSON is written straight into wasm memory just above the data document (no
+   * intermediate buffer), the heap restarts right after it, and the result set is read back from the returned
+   * address. Nothing evaluated before survives in the heap, so the memory does not grow from one call to the next.
+   * A memory that cannot grow to fit the input throws the RangeError of Memory.grow (the memory limit).
+   */
+  private run(input: unknown, ep: number): unknown {
+    const at = this.policy.dataHeapPtr;
+    let len = 0;
+    if (input instanceof ArrayBuffer || input instanceof Uint8Array) {
+      const src = input instanceof ArrayBuffer ? new Uint8Array(input) : input;
+      this.reserve(at + src.byteLength);
+      this.view().set(src, at);
+      len = src.byteLength;
+    } else if (input !== undefined) {
+      const text = JSON.stringify(input) as string | undefined;
+      if (text !== undefined) {
+        let r = utf8Encoder.encodeInto(text, this.view().subarray(at));
+        if (r.read < text.length) {
+          this.reserve(at + Buffer.byteLength(text, "utf8"));
+          r = utf8Encoder.encodeInto(text, this.view().subarray(at));
+        }
+        len = r.written;
+      }
+    }
+    const addr = this.exports.opa_eval(0, ep, this.policy.dataAddr, at, len, at + len, 0);
+    return parseCString(this.view(), addr);
+  }
+
+  /** Grow the memory to at least `end` bytes (throws RangeError beyond the maximum). */
+  private reserve(end: number): void {
+    const short = end - this.mem.buffer.byteLength;
+    if (short > 0) this.mem.grow(Math.ceil(short / 65536));
   }
 }

@@ -173,6 +173,37 @@ describe("PolicyEngine", { skip: skipWithoutOpa }, () => {
     );
   });
 
+  test("input as a value, as JSON bytes (ArrayBuffer or Uint8Array view) or absent gives the same answers", async () => {
+    const files = { "p.rego": 'package nats.authz\n\ndefault decision := "no v"\n\ndecision := input.v\n' };
+    const engine = await engineFor(files);
+    const bytes = new TextEncoder().encode('  {"v": "é ✓ 𝄞"}');
+    const padded = new Uint8Array(bytes.length + 7);
+    padded.set(bytes, 3);
+    assert.equal(engine.evaluate({ v: "é ✓ 𝄞" }, EP).result, "é ✓ 𝄞");
+    assert.equal(engine.evaluate(bytes.buffer, EP).result, "é ✓ 𝄞");
+    assert.equal(engine.evaluate(padded.subarray(3, 3 + bytes.length), EP).result, "é ✓ 𝄞");
+    assert.equal(engine.evaluate(undefined, EP).result, "no v");
+    assert.equal(engine.evaluate({}, EP).result, "no v");
+    assert.equal(engine.evaluate({ v: false }, EP).result, false);
+  });
+
+  test("the heap restarts above the data for every evaluation: memory does not grow with the number of calls", async () => {
+    const engine = await engineFor(basicFiles(), basicData());
+    const input = inputFor("alice", "alice-pw");
+    for (let i = 0; i < 200; i++) engine.evaluate(input, EP);
+    const settled = engine.memoryBytes();
+    for (let i = 0; i < 2000; i++) engine.evaluate(input, EP);
+    assert.equal(engine.memoryBytes(), settled);
+  });
+
+  test("an input larger than the free memory grows it, within the limit", async () => {
+    const engine = await engineFor(basicFiles(), basicData(), [EP], { memory: { initial: 2, maximum: 400 } });
+    const before = engine.memoryBytes();
+    const big = { ...(SMOKE_INPUT as object), padding: "é".repeat(512 * 1024) };
+    assert.equal(typeof (engine.evaluate(big, EP).result as { allow: boolean }).allow, "boolean");
+    assert.ok(engine.memoryBytes() > before + 1024 * 1024);
+  });
+
   test("refuses bytes that are not a wasm module", async () => {
     await assert.rejects(PolicyEngine.load(new Uint8Array([1, 2, 3]), {}), PolicyLoadError);
   });
