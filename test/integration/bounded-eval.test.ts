@@ -5,7 +5,10 @@
  * real nats.js clients. One client keeps logging in as "slow" (a quadratic comprehension that runs for
  * seconds) and "pad" (sprintf of a 300 MB string) while other clients keep logging in: every hostile login is
  * refused with policy_timeout (or policy_eval_error when the worker runs out of memory first), every other
- * login succeeds, 0 failures. Nothing asserts speed: the hostile paths run far past the 500 ms deadline.
+ * login succeeds, 0 failures, and other logins are decided WHILE each slow evaluation runs (a service that evaluated
+ * on its one thread would record none in that window). Nothing asserts speed: the slow path runs for many seconds,
+ * far past the 3 s deadline set here, and the server's 20 s auth timeout leaves a loaded machine room for every
+ * honest login (the deadline, not the auth timeout, is what bounds the hostile ones).
  */
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -46,6 +49,8 @@ for (const sb of serverMatrix()) {
           bin: sb.bin,
           dir,
           accounts: ["APP"],
+          authTimeoutS: 20,
+          evalTimeoutMs: 3_000,
           log: { level: "silent" },
           onResult: (e) => results.push(e),
         });
@@ -74,10 +79,15 @@ for (const sb of serverMatrix()) {
 
       it("one client on hostile paths, the others keep logging in with 0 failures", async () => {
         const hostile: string[] = [];
+        /** results.length when each slow login was sent. */
+        const slowSent: number[] = [];
         let attacking = true;
         const attacker = (async () => {
           try {
-            for (const user of ["slow", "pad", "slow", "slow"]) hostile.push(await login(user, "x"));
+            for (const user of ["slow", "pad", "slow", "slow"]) {
+              if (user === "slow") slowSent.push(results.length);
+              hostile.push(await login(user, "x"));
+            }
           } finally {
             attacking = false;
           }
@@ -107,6 +117,17 @@ for (const sb of serverMatrix()) {
         assert.equal(hostileCodes.length, 4);
         for (const c of hostileCodes) assert.match(c, /^policy_(timeout|eval_error)$/);
         assert.ok(hostileCodes.filter((c) => c === "policy_timeout").length >= 3, hostileCodes.join(","));
+        // Other logins were decided while each slow evaluation ran: between the slow login being sent and its result.
+        const slowDone = results.flatMap((r, i) =>
+          r.result.request?.connect_opts.user === "slow" ? [i] : [],
+        );
+        assert.equal(slowDone.length, 3);
+        slowSent.forEach((sent, k) => {
+          const during = results
+            .slice(sent, slowDone[k])
+            .filter((r) => r.result.request?.connect_opts.user?.startsWith("ok-")).length;
+          assert.ok(during >= 3, `slow login ${k}: ${during} other logins decided while it was evaluated`);
+        });
         const pool = engine.store.current().policy;
         await until(() => pool.stats().ready === pool.stats().workers, "the pool back at full strength");
         assert.equal(await login("ok-after", PASSWORD), "ok");

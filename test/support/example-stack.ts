@@ -40,6 +40,10 @@ export interface ExampleStackOptions {
   onReload?: (e: ReloadEvent) => void;
   /** Every decision the service takes. */
   onResult: (e: ResultEvent) => void;
+  /** The server's authorization.timeout, seconds (default authTimeoutSeconds()). */
+  authTimeoutS?: number;
+  /** The engine's evaluation deadline, ms (default: the engine's, 500). */
+  evalTimeoutMs?: number;
 }
 
 export interface ExampleStack {
@@ -52,7 +56,7 @@ export interface ExampleStack {
 
 /** Starts nats-server, the policy engine and the service; on a failure stops what was already started. */
 export async function startExampleStack(o: ExampleStackOptions): Promise<ExampleStack> {
-  const cm = configModeSetup();
+  const cm = configModeSetup(o.authTimeoutS !== undefined ? { timeout: o.authTimeoutS } : {});
   const server = await startNatsServer({
     bin: o.bin,
     config: cm.config,
@@ -67,12 +71,14 @@ export async function startExampleStack(o: ExampleStackOptions): Promise<Example
           entrypoint: o.bundle.entrypoint,
           watch: o.watch ?? false,
           pollMs: o.pollMs,
+          ...(o.evalTimeoutMs !== undefined ? { evalTimeoutMs: o.evalTimeoutMs } : {}),
         })
       : await createPolicyEngine({
           dir: o.dir ?? EXAMPLE_POLICIES,
           opaBin: OPA_BIN ?? "opa",
           watch: o.watch ?? false,
           pollMs: o.pollMs,
+          ...(o.evalTimeoutMs !== undefined ? { evalTimeoutMs: o.evalTimeoutMs } : {}),
         });
     if (o.onReload) engine.store.on("reload", o.onReload);
     const log: ServiceConfig["log"] | null = o.log === undefined ? { level: "warn" } : o.log;
