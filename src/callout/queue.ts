@@ -9,6 +9,11 @@
  * - overflow: a full queue sheds its OLDEST job (the one closest to its deadline) and keeps the new one
  *   (`shed_overflow`). With `maxQueue` 0 there is nothing to shed: a job finding every slot busy is refused.
  *
+ * Order: FIFO while the backlog is short; once more than `maxConcurrency` jobs wait, the NEWEST runs first
+ * (adaptive LIFO). In a FIFO backed up past the deadline every job reaches a slot with almost no time left and
+ * is answered late; newest-first spends the slots on jobs that still have their whole timeout ahead, and the old
+ * ones, which the server is about to give up on anyway, expire at the head and are shed.
+ *
  * A job that finds a free slot runs at once and is never shed. Each shed job is handed to `onShed` exactly
  * once and never to `run`. No timers: everything happens in push() and when a running job settles.
  */
@@ -58,6 +63,9 @@ class Fifo<T> {
   }
   peek(): T | undefined {
     return this.items[this.head];
+  }
+  pop(): T | undefined {
+    return this.items.length > this.head ? this.items.pop() : undefined;
   }
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
@@ -126,7 +134,7 @@ export function createQueue<T>(o: QueueOptions<T>): Queue<T> {
   const pump = (): void => {
     while (inFlight < o.maxConcurrency && fifo.length > 0) {
       shedExpiredHead();
-      const job = fifo.shift();
+      const job = fifo.length > o.maxConcurrency ? fifo.pop() : fifo.shift();
       if (job === undefined) return;
       start(job);
     }

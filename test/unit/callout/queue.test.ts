@@ -74,10 +74,11 @@ describe("back-pressure queue", () => {
     h.tick(2500);
     await h.done("held");
     assert.deepEqual(h.shed, [["old", "shed_expired"]]);
-    assert.deepEqual(h.started, ["held", "unknown"]);
-    await h.done("unknown");
-    assert.deepEqual(h.started, ["held", "unknown", "fresh"]);
+    // Two waiting for one slot: newest first (see the adaptive LIFO test).
+    assert.deepEqual(h.started, ["held", "fresh"]);
     await h.done("fresh");
+    assert.deepEqual(h.started, ["held", "fresh", "unknown"]);
+    await h.done("unknown");
     assert.equal(h.q.length, 0);
   });
 
@@ -119,9 +120,9 @@ describe("back-pressure queue", () => {
     ]);
     assert.equal(h.q.length, 2);
     await h.done("run");
-    await h.done("q3");
-    assert.deepEqual(h.started, ["run", "q3", "q4"]);
     await h.done("q4");
+    assert.deepEqual(h.started, ["run", "q4", "q3"]);
+    await h.done("q3");
   });
 
   it("a full queue first sheds what expired, then overflows", async () => {
@@ -134,9 +135,9 @@ describe("back-pressure queue", () => {
     assert.deepEqual(h.shed, [["dead", "shed_expired"]]);
     assert.equal(h.q.length, 2);
     await h.done("run");
-    await h.done("live");
     await h.done("new");
-    assert.deepEqual(h.started, ["run", "live", "new"]);
+    await h.done("live");
+    assert.deepEqual(h.started, ["run", "new", "live"]);
   });
 
   it("without deadlines nothing is shed as expired; maxQueue 0 refuses instead of shedding", async () => {
@@ -186,8 +187,20 @@ describe("back-pressure queue", () => {
     assert.deepEqual(h.shed, []);
   });
 
+  it("once more than maxConcurrency wait, the newest runs first; FIFO again when the backlog is short", async () => {
+    const h = harness({ maxConcurrency: 2, maxQueue: 10 });
+    for (const name of ["a", "b", "c", "d", "e"]) h.q.push({ name });
+    await h.done("a"); // three waiting for two slots: e (newest) first
+    await h.done("b"); // two waiting: FIFO
+    await h.done("e");
+    await h.done("c");
+    await h.done("d");
+    assert.deepEqual(h.started, ["a", "b", "e", "c", "d"]);
+    assert.deepEqual(h.shed, []);
+  });
+
   it("long runs of push/shift keep FIFO order across compaction", async () => {
-    const h = harness({ maxConcurrency: 1, maxQueue: 5000 });
+    const h = harness({ maxConcurrency: 1500, maxQueue: 5000 });
     for (let i = 0; i < 3000; i++) h.q.push({ name: String(i) });
     for (let i = 0; i < 3000; i++) await h.done(String(i));
     assert.deepEqual(
