@@ -9,9 +9,15 @@
  * Targets: ours (trivial policy), ours-example (example policy, 10k users) and go-callout (trivial Go peer).
  * nats-server must hold every client at once: its open-files limit is raised with `prlimit` (root); without
  * root the client count is capped below the hard limit and the result says so.
+ *
+ * Standalone (e.g. to compare back-pressure settings):
+ *   node --import tsx bench/reconnect.bench.ts --clients 20000 --targets ours-example,go-callout \
+ *     --limits '{"max_concurrency":128,"max_queue":8192,"shed_expired":true}'
  */
 import { spawnSync } from "node:child_process";
+import { loadavg } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import {
   buildGo,
   newKeys,
@@ -46,6 +52,12 @@ export interface ReconnectRun {
   /** Failed reconnect attempts the clients saw, by message. */
   errors: Record<string, number>;
   failed_attempts: number;
+  /** Ours: requests the service dropped without deciding them, by reason (its requests_dropped_total). */
+  service_dropped?: Record<string, number>;
+  /** Ours: the `limits` config it ran with (omitted = the shipped defaults). */
+  limits?: Record<string, unknown>;
+  /** 1-minute load average when the restart happened (the machine may be shared). */
+  load1?: number;
 }
 
 export interface ReconnectBenchResult {
@@ -99,25 +111,39 @@ async function waitPhase(drivers: Child[], phase: string, timeoutMs: number): Pr
   }
 }
 
-/** True when this process may raise another process's open-files limit past the hard limit (root + prlimit). */
-export function canRaiseNofile(): boolean {
-  return process.getuid?.() === 0 && spawnSync("prlimit", ["--version"]).status === 0;
+/**
+ * True when a child's open-files limit can be raised to `n` (root with CAP_SYS_RESOURCE and prlimit: tried, as
+ * containers often refuse it even to root).
+ */
+export function canRaiseNofile(n: number): boolean {
+  return spawnSync("prlimit", [`--nofile=${n}:${n}`, "true"]).status === 0;
+}
+
+/** This process's hard open-files limit (what children can have without raising it). */
+function hardNofile(): number {
+  const out = spawnSync("sh", ["-c", "ulimit -Hn"], { encoding: "utf8" }).stdout.trim();
+  return out === "unlimited" ? Number.POSITIVE_INFINITY : Number(out) || 1024;
 }
 
 export async function reconnectBench(opts: {
   clients: number;
   perProcess?: number;
   targets?: ReconnectTarget[];
+  /** `limits` for ours (config keys, e.g. max_concurrency); omitted = shipped defaults. */
+  limits?: Record<string, unknown>;
   log: (msg: string) => void;
 }): Promise<ReconnectBenchResult> {
   const { log } = opts;
   const perProcess = opts.perProcess ?? 5000;
   let clients = opts.clients;
   let capped: string | undefined;
-  const raise = canRaiseNofile();
-  if (!raise && clients > 15_000) {
-    capped = `not root (or no prlimit): nats-server keeps its open-files limit, so ${clients} clients were capped at 15,000`;
-    clients = 15_000;
+  const need = clients + 10_000;
+  const raise = canRaiseNofile(need);
+  // nats-server needs a descriptor per client plus a few of its own (listener, service, monitoring).
+  const fit = hardNofile() - 500;
+  if (!raise && clients > fit) {
+    capped = `the open-files limit cannot be raised here (prlimit refused ${need}): nats-server keeps its hard limit, so ${clients} clients were capped at ${fit}`;
+    clients = fit;
   }
   const driverBin = await buildGo("bench/reconnect-go", "reconnect");
   const keys = newKeys();
@@ -137,7 +163,7 @@ export async function reconnectBench(opts: {
           calloutUser: "callout",
           calloutPass: keys.calloutPass,
         }),
-        ...(raise ? { nofile: clients + 10_000 } : {}),
+        ...(raise ? { nofile: need } : {}),
       });
       const common = {
         url: server.url,
@@ -157,6 +183,7 @@ export async function reconnectBench(opts: {
           policyDir: example ? examplePolicyDir(join(work, "policy-example"), 10_000).dir : trivial,
           workDir: join(work, target),
           logLevel: "warn",
+          ...(opts.limits ? { extra: { limits: opts.limits } } : {}),
         });
       }
       for (let start = 0; start < clients; start += perProcess) {
@@ -184,6 +211,7 @@ export async function reconnectBench(opts: {
       const up = await waitPhase(drivers, "connected", 30 * 60_000);
       const connected = up.reduce((a, d) => a + (d.ok ?? 0), 0);
       log(`  ${target}: ${connected}/${clients} connected; restarting nats-server`);
+      const load1 = loadavg()[0] ?? NaN;
       await server.kill();
       await server.restart();
       const readyAt = Date.now();
@@ -205,12 +233,17 @@ export async function reconnectBench(opts: {
         max_ms: Math.max(...back.map((d) => d.max_ms ?? 0)),
         errors,
         failed_attempts: back.reduce((a, d) => a + (d.reconnect_attempts ?? 0), 0),
+        load1,
+        ...(target !== "go-callout" && opts.limits ? { limits: opts.limits } : {}),
       };
+      if ("http" in service) run.service_dropped = await droppedByReason(service.http as string);
       runs.push(run);
       log(
         `  ${target}: all ${run.connected - run.missing}/${run.connected} authorized again ` +
           `${run.all_authorized_s.toFixed(1)} s after the restart; failed attempts ${run.failed_attempts} ` +
-          JSON.stringify(errors),
+          JSON.stringify(errors) +
+          (run.service_dropped ? `; service dropped ${JSON.stringify(run.service_dropped)}` : "") +
+          ` (load ${load1.toFixed(1)})`,
       );
     } finally {
       for (const d of drivers) await d.stop();
@@ -219,4 +252,33 @@ export async function reconnectBench(opts: {
     }
   }
   return { clients, per_process: perProcess, ...(capped ? { capped } : {}), runs };
+}
+
+/** The service's requests_dropped_total by reason, from its metrics endpoint. */
+async function droppedByReason(http: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  try {
+    const text = await (await fetch(`${http}/metrics`)).text();
+    for (const m of text.matchAll(/^nats_opa_callout_requests_dropped_total\{reason="([^"]+)"\} (\S+)$/gm)) {
+      out[m[1]!] = Number(m[2]);
+    }
+  } catch {
+    /* metrics unavailable: report none */
+  }
+  return out;
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const arg = (name: string): string | undefined => {
+    const i = process.argv.indexOf(`--${name}`);
+    return i >= 0 ? process.argv[i + 1] : undefined;
+  };
+  const res = await reconnectBench({
+    clients: Number(arg("clients") ?? 20_000),
+    ...(arg("per-process") ? { perProcess: Number(arg("per-process")) } : {}),
+    ...(arg("targets") ? { targets: arg("targets")!.split(",") as ReconnectTarget[] } : {}),
+    ...(arg("limits") ? { limits: JSON.parse(arg("limits")!) as Record<string, unknown> } : {}),
+    log: (m) => console.log(m),
+  });
+  console.log(JSON.stringify(res));
 }

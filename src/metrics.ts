@@ -158,7 +158,7 @@ export class CalloutMetrics {
     this.queueDepth = r.gauge(`${P}_queue_depth`, "Authorization requests waiting to be handled.");
     this.dropped = r.counter(
       `${P}_requests_dropped_total`,
-      "Requests dropped without a reply (expired before handling, queue full, shutting down), by reason.",
+      "Requests dropped without a reply, by reason: shed_expired (queued past the server's auth timeout), shed_overflow (oldest shed from a full queue), queue_full, expired (before handling), stopping, no_reply_subject.",
       ["reason"],
     );
     this.natsConnected = r.gauge(`${P}_nats_connected`, "1 when connected to NATS, else 0.");

@@ -4,9 +4,11 @@
  * - connects with @nats-io/transport-node (user/password, token, nkey seed or creds), reconnecting forever
  *   (`maxReconnectAttempts: -1`): after a nats-server restart the client re-subscribes and serving resumes;
  * - one queue subscription on the callout subject, so replicas share the load;
- * - bounded concurrency: at most `limits.maxConcurrency` requests run, at most `limits.maxQueue` wait;
- *   beyond that the NEWEST request is dropped (no reply: the client times out) and counted. Requests whose
- *   JWT `exp` has passed are dropped by the core's decode before any work;
+ * - bounded concurrency (src/callout/queue.ts): at most `limits.maxConcurrency` requests run, at most
+ *   `limits.maxQueue` wait; a full queue sheds its OLDEST request (`shed_overflow`), and a queued request
+ *   that can no longer be answered before the server's auth timeout is shed unread (`shed_expired`, when
+ *   `limits.shedExpired`). Shed requests get no reply (the client retries) and are counted, never decided.
+ *   Requests whose JWT `exp` has passed are dropped by the core's decode before any work;
  * - every reply is confirmed (src/reply.ts): a result says allow or deny only when that reply reached the server
  *   before the request's deadline; a refused or failed publish is recorded as abort `reply_failed`, a reply
  *   confirmed too late as abort `reply_late` (the client saw a timeout either way). Allow responses larger than
@@ -34,12 +36,14 @@ import {
 } from "@nats-io/transport-node";
 import {
   createAuthorizer,
+  replyDeadline,
   type AccountKeys,
   type AuthResult,
   type CoreOptions,
   type Handler,
 } from "./callout/pipeline.js";
-import { XKEY_HEADER } from "./callout/decode.js";
+import { XKEY_HEADER, peekRequestTimes } from "./callout/decode.js";
+import { createQueue, shedReporter } from "./callout/queue.js";
 import { createReplier, type ReplyFate, type Replier } from "./reply.js";
 import type { Outcome } from "./types.js";
 import { signerFromSeed, xkeyFromSeed } from "./callout/keys.js";
@@ -56,7 +60,7 @@ import { createTopologyWatch } from "./topology-watch.js";
 export type ConnectionState = "connecting" | "connected" | "reconnecting" | "draining" | "closed";
 
 /** Why a request was dropped by the service before (or instead of) the core deciding it. */
-export type DropReason = "queue_full" | "no_reply_subject" | "stopping";
+export type DropReason = "queue_full" | "shed_overflow" | "shed_expired" | "no_reply_subject" | "stopping";
 
 /** What became of the reply: see src/reply.ts; `none` when there was nothing to send (abort or drop). */
 export type ReplyStatus = ReplyFate | "none";
@@ -107,7 +111,7 @@ export interface CalloutStatus {
   allowed: number;
   denied: number;
   aborted: number;
-  /** Dropped by the service (queue full, no reply subject, stopping); also counted in aborted. */
+  /** Dropped by the service (shed from the queue, queue full, no reply subject, stopping); also counted in aborted. */
   dropped: number;
   /** Unexpected faults (core threw, reply failed or late). */
   errors: number;
@@ -317,15 +321,16 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
   const replier: Replier = createReplier(() => nc);
   const topology = createTopologyWatch(log.child({ component: "topology" }));
   const nextId = decisionIdGenerator();
-  const { maxConcurrency, maxQueue } = cfg.limits;
+  const { maxConcurrency, maxQueue, shedExpired } = cfg.limits;
 
   const counters = { served: 0, allowed: 0, denied: 0, aborted: 0, dropped: 0, errors: 0, reconnects: 0 };
   let lastError: CalloutStatus["lastError"];
   let state: ConnectionState = "connecting";
   /** Whether the service is past serving (state is mutated from callbacks; a function defeats narrowing). */
   const ending = (): boolean => state === "draining" || state === "closed";
-  let inFlight = 0;
-  const queue: { msg: Msg; id: string; receivedAt: Date; t0: number }[] = [];
+  type Job = { msg: Msg; id: string; receivedAt: Date; t0: number };
+  /** The server's auth timeout as last seen on a decoded request (ms): the deadline of a sealed request. */
+  let authTimeoutMs: number | undefined;
   let idle: (() => void) | undefined;
   const startedAt = new Date();
 
@@ -358,6 +363,7 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
       lastError = { code: o.code, decisionId: ev.decisionId, at: new Date() };
       // One line per failure, with its code; handler denials/aborts are routine (info), the rest warn.
       const routine = o.code === "auth_denied" || o.code === "auth_aborted";
+      const shed = ev.dropped === "shed_expired" || ev.dropped === "shed_overflow";
       const fields: Record<string, unknown> = { decision_id: ev.decisionId, outcome: o.kind, code: o.code };
       if (ev.dropped) fields.dropped = ev.dropped;
       if (o !== ev.result.outcome) fields.decided = ev.result.outcome.kind;
@@ -371,7 +377,8 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
             : o.kind === "deny"
               ? "authorization denied"
               : "authorization aborted";
-      log[routine ? "info" : "warn"](fields, msg);
+      // Shed requests come in thousands during a storm: one debug line each, a rate-limited warn summary.
+      log[shed ? "debug" : routine ? "info" : "warn"](fields, msg);
     } else {
       log.debug({ decision_id: ev.decisionId, account: o.grant.account }, "authorization allowed");
     }
@@ -384,7 +391,7 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
   };
 
   const checkIdle = (): void => {
-    if (inFlight === 0 && queue.length === 0 && idle) {
+    if (queue.inFlight === 0 && queue.length === 0 && idle) {
       const f = idle;
       idle = undefined;
       f();
@@ -399,6 +406,7 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
     let error: unknown;
     try {
       result = await authorize(msg.data, msg.headers?.get(XKEY_HEADER) || undefined, id, { receivedAt: t0 });
+      if (result.replyBy !== undefined) authTimeoutMs = result.replyBy - t0;
       if (result.reply) {
         const ts = performance.now();
         const r = await replier.send(msg.reply!, result.reply, result.replyBy);
@@ -432,30 +440,21 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
     }
   };
 
-  const pump = (): void => {
-    while (inFlight < maxConcurrency && queue.length > 0) {
-      const job = queue.shift()!;
-      inFlight++;
-      void run(job.msg, job.id, job.receivedAt, job.t0).finally(() => {
-        inFlight--;
-        pump();
-        checkIdle();
-      });
-    }
-  };
-
   const DROPS: Record<DropReason, { code: ErrorCode; text: string }> = {
     queue_full: { code: "overloaded", text: "queue full" },
+    shed_overflow: { code: "overloaded", text: "shed from a full queue (oldest first)" },
+    shed_expired: { code: "request_expired", text: "shed from the queue: the server's auth timeout passed" },
     no_reply_subject: { code: "request_decode_error", text: "no reply subject" },
     stopping: { code: "service_stopping", text: "service stopped before deciding it" },
   };
-  const drop = (id: string, receivedAt: Date, reason: DropReason): void => {
+  /** `t0`: when it arrived (performance.now()), for requests that waited in the queue. */
+  const drop = (id: string, receivedAt: Date, reason: DropReason, t0?: number): void => {
     const { code, text } = DROPS[reason];
     const result = syntheticAbort(id, code, text, new CalloutError(code, text));
     emit({
       decisionId: id,
       receivedAt,
-      queue_us: 0,
+      queue_us: t0 === undefined ? 0 : Math.round((performance.now() - t0) * 1000),
       result,
       outcome: result.outcome,
       reply: "none",
@@ -463,6 +462,30 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
       replied: false,
     });
   };
+
+  const shedLog = shedReporter((counts, first) =>
+    log.warn(
+      { ...counts, queued: queue.length, in_flight: queue.inFlight, margin_ms: Math.round(queue.marginMs) },
+      first ? "shedding queued requests that cannot be answered in time" : "shed queued requests",
+    ),
+  );
+  /** When the server gives up on a job (performance.now() ms): the request's own iat/exp, else the last seen timeout. */
+  const deadline = (job: Job): number | undefined => {
+    const times = peekRequestTimes(job.msg.data, cfg.limits.maxRequestBytes);
+    if (times) return replyDeadline(times, job.t0);
+    return authTimeoutMs === undefined ? undefined : job.t0 + authTimeoutMs;
+  };
+  const queue = createQueue<Job>({
+    maxConcurrency,
+    maxQueue,
+    run: (job) => run(job.msg, job.id, job.receivedAt, job.t0),
+    onShed: (job, reason) => {
+      shedLog.shed(reason);
+      drop(job.id, job.receivedAt, reason, job.t0);
+    },
+    ...(shedExpired ? { deadline } : {}),
+  });
+  queue.onSettled = checkIdle;
 
   const onMessage = (err: Error | null, msg: Msg): void => {
     const receivedAt = new Date();
@@ -476,9 +499,7 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
     if (!msg.reply) return drop(id, receivedAt, "no_reply_subject");
     // While stopping, too: the server delivers requests until it has processed the unsubscribe, and each
     // one it delivered here went to no other replica.
-    if (queue.length >= maxQueue && inFlight >= maxConcurrency) return drop(id, receivedAt, "queue_full");
-    queue.push({ msg, id, receivedAt, t0 });
-    pump();
+    if (!queue.push({ msg, id, receivedAt, t0 })) drop(id, receivedAt, "queue_full");
   };
 
   // ---- connect and subscribe ----
@@ -556,9 +577,10 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
       checkIdle();
       inTime = (await withDeadline(done, deadline)) && inTime;
       if (!inTime) {
-        log.warn({ in_flight: inFlight, queued: queue.length }, "stop timed out; closing anyway");
-        for (const job of queue.splice(0)) drop(job.id, job.receivedAt, "stopping");
+        log.warn({ in_flight: queue.inFlight, queued: queue.length }, "stop timed out; closing anyway");
+        for (const job of queue.clear()) drop(job.id, job.receivedAt, "stopping");
       }
+      shedLog.flush();
       // nc.drain() rejects at once while disconnected; whatever happened, make sure the connection closes.
       if (!conn.isClosed()) await withDeadline(conn.drain(), deadline);
       if (!conn.isClosed()) await conn.close().catch(() => {});
@@ -572,7 +594,7 @@ export async function startCallout(options: StartCalloutOptions): Promise<Callou
     status: () => {
       const s: CalloutStatus = {
         connection: state,
-        inFlight,
+        inFlight: queue.inFlight,
         queued: queue.length,
         ...counters,
         startedAt,

@@ -261,10 +261,23 @@ ${int(rc.clients)} clients (user/password, reconnect forever, 250 ms wait + up t
 authorization errors) are connected through the callout by \`bench/reconnect-go\` (nats.go, ${int(rc.per_process)} per
 process), then nats-server is stopped and started again on the same port. "All back" is the time from the restarted
 server being ready to the last client authorized again; latency is per client, from its own disconnect; failed
-attempts are the reconnects the clients saw refused on the way (an authorization timeout or violation each).
+attempts are the reconnects the clients saw refused on the way (an authorization timeout or violation each; every
+one is followed by a retry). "Shed by the service" is ours' \`requests_dropped_total\` by reason over the whole run
+(initial connects included): requests it did not decide because the server had given up on them or its queue was
+full. Load is the 1-minute load average at the restart (the machine may be shared).
 ${rc.capped ? `\n**Capped:** ${rc.capped}.\n` : ""}
 ${table(
-  ["Target", "connected", "all back", "client p50", "client p99", "never back", "failed attempts"],
+  [
+    "Target",
+    "connected",
+    "all back",
+    "client p50",
+    "client p99",
+    "never back",
+    "failed attempts",
+    "shed by the service",
+    "load",
+  ],
   rc.runs.map((x) => [
     LABEL[x.target],
     int(x.connected),
@@ -279,6 +292,12 @@ ${table(
             .join(", ")})`
         : ""
     }`,
+    x.service_dropped
+      ? Object.entries(x.service_dropped)
+          .map(([k, v]) => `${k}: ${int(v)}`)
+          .join(", ") || "0"
+      : "–",
+    x.load1 !== undefined ? f(x.load1, 1) : "–",
   ]),
 )}
 `);

@@ -274,3 +274,23 @@ function readClientTls(tls: Record<string, unknown>, bad: Bad): ClientTls {
   }
   return out;
 }
+
+/**
+ * The `iat` and `exp` of a plaintext request, read WITHOUT verifying anything (undefined for sealed or
+ * malformed requests): only good for deciding that a queued request is too old to be worth deciding, which
+ * costs the sender nothing it could not lose anyway (its request is then not answered).
+ */
+export function peekRequestTimes(
+  data: Uint8Array,
+  maxBytes: number = DEFAULT_MAX_JWT_BYTES,
+): { issued_at: number; expires_at: number } | undefined {
+  if (!(data instanceof Uint8Array) || data.byteLength > maxBytes || !looksLikeJwt(data)) return undefined;
+  try {
+    const c = parseJwt(utf8.decode(data), maxBytes).claims;
+    if (typeof c.iat !== "number" || typeof c.exp !== "number") return undefined;
+    if (!Number.isFinite(c.iat) || !Number.isFinite(c.exp)) return undefined;
+    return { issued_at: c.iat, expires_at: c.exp };
+  } catch {
+    return undefined;
+  }
+}

@@ -4,7 +4,7 @@
  * what was decided; the decided outcome rides along as `decided` when the two differ.
  */
 import type { DecisionRecord, EvalErrorInfo, IssuedEvent, SnapshotEvaluator } from "../audit.js";
-import type { DecisionSample } from "../metrics.js";
+import type { CalloutMetrics, DecisionSample } from "../metrics.js";
 import type { ResultEvent } from "../service.js";
 
 const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
@@ -32,6 +32,16 @@ export function decisionSampleFromResult(ev: ResultEvent, entrypoint: string): D
     s.entrypoint = str(ev.result.meta.entrypoint) ?? entrypoint;
   }
   return s;
+}
+
+/**
+ * Counts one result in the metrics: requests_total by what the client got, and requests_dropped_total by reason
+ * for requests answered with silence (shed from the queue, queue full, stopping, …, or expired before handling).
+ */
+export function observeResult(metrics: CalloutMetrics, ev: ResultEvent, entrypoint: string): void {
+  metrics.observeDecision(decisionSampleFromResult(ev, entrypoint));
+  if (ev.dropped) metrics.observeDropped(ev.dropped);
+  else if (ev.result.error?.code === "request_expired") metrics.observeDropped("expired");
 }
 
 export function decisionRecordFromResult(ev: ResultEvent, entrypoint: string): DecisionRecord {

@@ -21,7 +21,7 @@ import { EXIT, EXIT_CODES_HELP, UsageError, asUsage, err, packageVersion } from 
 import { ENV_OVERRIDES, FLAG_OVERRIDES } from "./flags.js";
 import { openPolicy, type PolicyHandle } from "./policy.js";
 import { startPolicySource, type PolicySourceHandle } from "../policy/sources/index.js";
-import { decisionRecordFromResult, decisionSampleFromResult } from "./result.js";
+import { decisionRecordFromResult, observeResult } from "./result.js";
 import { ReopenableFile } from "./logfile.js";
 
 export const SERVE_HELP = `Usage: nats-opa-callout serve [--config <file>] [options]
@@ -294,9 +294,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   // 4. NATS.
   const onResult = (ev: ResultEvent) => {
     live?.onResult(ev);
-    metrics.observeDecision(decisionSampleFromResult(ev, policyCfg.entrypoint));
-    if (ev.dropped) metrics.observeDropped(ev.dropped);
-    else if (ev.result.error?.code === "request_expired") metrics.observeDropped("expired");
+    observeResult(metrics, ev, policyCfg.entrypoint);
     const rec = decisionRecordFromResult(ev, policyCfg.entrypoint);
     decisionLog.record(rec);
     if (cfg.decisionLog.kind !== "stdout") {

@@ -58,6 +58,7 @@ export function resolveConfig(input: unknown, options: ResolveOptions = {}): Res
   const limits = {
     maxConcurrency: get<number>("limits.max_concurrency"),
     maxQueue: get<number>("limits.max_queue"),
+    shedExpired: get<boolean>("limits.shed_expired"),
     maxRequestBytes: get<number>("limits.max_request_bytes"),
   };
 

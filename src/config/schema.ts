@@ -223,7 +223,15 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
     min: 0,
     max: 1_000_000,
     description:
-      "Requests waiting for a slot; when full, the newest request is dropped (the client times out) and counted.",
+      'Requests waiting for a slot. When full, the OLDEST queued request (the closest to its deadline) is shed to make room for the new one (`requests_dropped_total{reason="shed_overflow"}`); with 0, a request finding every slot busy is dropped (`queue_full`). Either way the client gets no reply and retries.',
+  },
+  {
+    path: "limits.shed_expired",
+    type: "boolean",
+    kind: "boolean",
+    default: true,
+    description:
+      "Shed a queued request, without deciding it, once the server's auth timeout for it (from the request's iat/exp and when it arrived) will have passed before it could be answered: the server has given up on it and the client retries. Counted as `requests_dropped_total{reason=\"shed_expired\"}` (outcome abort, code request_expired), never as allow or deny. false only to measure the difference.",
   },
   {
     path: "limits.max_request_bytes",

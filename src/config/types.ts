@@ -50,7 +50,12 @@ export interface ServiceConfig {
   callout_account?: CalloutAccountInput;
   xkey?: SeedInput;
   expiry?: { default_seconds?: number; max_seconds?: number; response_seconds?: number };
-  limits?: { max_concurrency?: number; max_queue?: number; max_request_bytes?: number };
+  limits?: {
+    max_concurrency?: number;
+    max_queue?: number;
+    shed_expired?: boolean;
+    max_request_bytes?: number;
+  };
   policy?: {
     dir?: string;
     bundle?: string;
@@ -264,7 +269,7 @@ export interface ResolvedConfig {
   calloutAccount?: { publicKey: string; signingKey: ResolvedKey };
   xkey?: ResolvedKey;
   expiry: { defaultSeconds: number; maxSeconds: number; responseSeconds: number };
-  limits: { maxConcurrency: number; maxQueue: number; maxRequestBytes: number };
+  limits: { maxConcurrency: number; maxQueue: number; shedExpired: boolean; maxRequestBytes: number };
   /** Absent when neither policy.dir nor policy.bundle is set (library use with a plain handler). */
   policy?: ResolvedPolicy;
   log: { level: LogLevel; format: LogFormat };

@@ -1,6 +1,7 @@
 /**
  * Service runtime behaviour against a real nats-server (latest binary, config mode, the service
- * authenticating with an nkey seed file): bounded queue drops, graceful drain, handler faults,
+ * authenticating with an nkey seed file): bounded queue drops, shedding of queued requests past the server's
+ * auth timeout, graceful drain, handler faults,
  * hooks that throw, oversized requests. Each test runs its own service; only one at a time.
  */
 import { describe, it, before, after } from "node:test";
@@ -69,9 +70,12 @@ describe(
     let base: ServiceConfig;
     const clients: NatsConnection[] = [];
     let gates: Map<string, Promise<void>>;
+    /** How often the handler saw each user. */
+    const calls = new Map<string, number>();
 
     const handler: Handler = async (req) => {
       const user = req.connect_opts.user ?? "";
+      calls.set(user, (calls.get(user) ?? 0) + 1);
       if (user === "boom") throw new TypeError("kaboom with secret details");
       const g = gates.get(user);
       if (g) await g;
@@ -165,6 +169,57 @@ describe(
         assert.equal(s.allowed, 1);
       } finally {
         gates.delete("held");
+        await svc.stop();
+      }
+    });
+
+    it("requests queued past the server's auth timeout are shed unevaluated, counted, and serving recovers", async () => {
+      const results: ResultEvent[] = [];
+      const records: Record<string, unknown>[] = [];
+      const hold = gate();
+      gates.set("slow", hold.wait);
+      const svc = await start({
+        cfg: { ...base, limits: { max_concurrency: 1, max_queue: 10 } },
+        onResult: (e) => results.push(e),
+        logger: memoryLogger(records),
+      });
+      try {
+        const slow = client("slow");
+        await until(() => svc.status().inFlight === 1, "the slow request in flight");
+        const queued = [1, 2, 3].map(() => client("queued"));
+        await until(() => svc.status().queued === 3, "three requests queued");
+        // The server gives up on each after its auth timeout (2 s) ...
+        await Promise.all([slow, ...queued].map((c) => assert.rejects(c, /Authorization Violation/)));
+        // ... and at the latest one second after the request's exp (whole seconds): wait that out, then free the slot.
+        await new Promise((r) => setTimeout(r, 1100));
+        hold.open();
+        await until(() => results.length === 4, "four results");
+        const shed = results.filter((e) => e.dropped === "shed_expired");
+        assert.equal(shed.length, 3);
+        for (const e of shed) {
+          assert.equal(e.replied, false);
+          assert.equal(e.reply, "none");
+          assert.deepEqual(e.outcome, {
+            kind: "abort",
+            code: "request_expired",
+            reason: "shed from the queue: the server's auth timeout passed",
+          });
+          assert.ok(e.queue_us > 0, "the time it waited is reported");
+        }
+        assert.equal(calls.get("queued"), undefined, "shed requests never reach the handler");
+        const s = svc.status();
+        assert.equal(s.dropped, 3);
+        assert.equal(s.allowed, 0);
+        assert.equal(s.denied, 0);
+        // One debug line per shed request, and a warning that shedding started.
+        assert.equal(records.filter((r) => r.dropped === "shed_expired" && r.level === "debug").length, 3);
+        assert.ok(records.some((r) => r.level === "warn" && r.shed_expired === 1));
+        // Serving recovers: a new login is decided and allowed.
+        const nc = await client("alice");
+        await nc.flush();
+        await until(() => svc.status().allowed === 1, "the allow");
+      } finally {
+        gates.delete("slow");
         await svc.stop();
       }
     });

@@ -94,6 +94,7 @@ describe("resolveConfig: defaults", () => {
     assert.deepEqual(c.limits, {
       maxConcurrency: configDefault("limits.max_concurrency"),
       maxQueue: configDefault("limits.max_queue"),
+      shedExpired: configDefault("limits.shed_expired"),
       maxRequestBytes: configDefault("limits.max_request_bytes"),
     });
     assert.equal(c.policy, undefined);
@@ -657,7 +658,7 @@ describe("config fixes: keys, URLs, paths, listen addresses, the input type", ()
       callout_account: { public_key: "A", seed: "S", seed_file: "f" },
       xkey: { seed: "S", seed_file: "f" },
       expiry: { default_seconds: 1, max_seconds: 1, response_seconds: 1 },
-      limits: { max_concurrency: 1, max_queue: 1, max_request_bytes: 1 },
+      limits: { max_concurrency: 1, max_queue: 1, shed_expired: true, max_request_bytes: 1 },
       policy: {
         dir: "d",
         bundle: "b",
