@@ -5,7 +5,8 @@
  * Env: BENCH_SCALE (0 < s <= 1, default 1) shrinks storm sizes, iteration counts and data sizes;
  * BENCH_ROUNDS (default 3) storm rounds per target; BENCH_ONLY=stages,policy,storm,core,reconnect to run a
  * subset (the page then shows only those sections); BENCH_TARGETS=ours-example,go-callout to storm only those
- * targets (see bench/storm.bench.ts); BENCH_OUT to write the page elsewhere.
+ * targets (see bench/storm.bench.ts); BENCH_RECONNECT_CLIENTS to set the reconnect section's client count (default
+ * 20,000 × BENCH_SCALE); BENCH_OUT to write the page elsewhere.
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -96,7 +97,7 @@ if (only.has("storm")) {
   });
 }
 if (only.has("reconnect")) {
-  const clients = Math.max(500, Math.round(20_000 * scale));
+  const clients = Number(process.env.BENCH_RECONNECT_CLIENTS) || Math.max(500, Math.round(20_000 * scale));
   log(`reconnect: ${clients} connected clients, nats-server restarted under them`);
   try {
     results.reconnect = await reconnectBench({ clients, log });
