@@ -7,7 +7,7 @@
  *
  * It returns a Verdict (allow with the validated Grant, deny with the CalloutError that explains it, or abort) and
  * the typed DecisionFacts the handler left (revision, input, decision, timings, …), which travel to the decision
- * log and metrics (cli/result.ts) unchanged. Nothing here signs, logs or touches the network; fail closed: any
+ * log and metrics (decision-record.ts) unchanged. Nothing here signs, logs or touches the network; fail closed: any
  * unexpected throw is a deny (`handler_error`), never an allow.
  */
 import { performance } from "node:perf_hooks";

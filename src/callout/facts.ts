@@ -1,7 +1,7 @@
 /**
  * The typed facts one decision establishes, and the Handler contract that fills them (COMMON contract §1). A leaf:
  * types only, imported by the decide stage (./decide.ts), the pipeline, the policy handler, the injection guard and
- * the decision log mapping (cli/result.ts), so none of them imports another for a type.
+ * the decision log mapping (decision-record.ts), so none of them imports another for a type.
  */
 import type { EvalErrorInfo, SnapshotEvaluator } from "../audit.js";
 import type { Decision } from "../policy/decision.js";

@@ -18,7 +18,7 @@ import { resolveConfig } from "../../src/config.js";
 import { ConfigError, PolicyEvalError } from "../../src/errors.js";
 import { encodeJwt } from "../../src/callout/jwt.js";
 import { signerFromSeed } from "../../src/callout/keys.js";
-import { decisionRecordFromResult } from "../../src/cli/result.js";
+import { decisionRecordFromResult } from "../../src/decision-record.js";
 import type { ResultEvent } from "../../src/service.js";
 import { reportError } from "../../src/cli.js";
 

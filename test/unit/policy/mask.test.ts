@@ -1,7 +1,7 @@
 /**
  * The policy-controlled decision-log mask (policy.mask_entrypoint) end to end in-process: a real fixture compiled
  * with `opa build -e decision -e mask` (test/fixtures/policies/mask), the handler's snapshot evaluator, the
- * record mapping (src/cli/result.ts), policyMask and the decision log. Paths the rule names are blanked, the
+ * record mapping (src/decision-record.ts), policyMask and the decision log. Paths the rule names are blanked, the
  * built-in secret masks always apply, a failing or malformed mask drops the input, and the mask runs on the
  * snapshot that made the decision even across a reload.
  */
@@ -11,8 +11,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { MASK, applyMaskOps, createDecisionLog, type DecisionEvent } from "../../../src/audit.js";
-import { decisionRecordFromResult } from "../../../src/cli/result.js";
-import { openPolicy } from "../../../src/cli/policy.js";
+import { decisionRecordFromResult } from "../../../src/decision-record.js";
+import { openPolicy } from "../../../src/policy/open.js";
 import { PolicyLoadError } from "../../../src/errors.js";
 import { createPolicyEngine, policyHandler, type PolicyEngineHandle } from "../../../src/policy/handler.js";
 import { SMOKE_REQUEST } from "../../../src/policy/input.js";

@@ -19,7 +19,7 @@ import { createPolicyEngine, type PolicyEngineHandle } from "../../../src/policy
 import { SMOKE_REQUEST } from "../../../src/policy/input.js";
 import type { AuthorizationRequest, Grant } from "../../../src/types.js";
 import { buildDecisionEvent } from "../../../src/audit.js";
-import { decisionRecordFromResult } from "../../../src/cli/result.js";
+import { decisionRecordFromResult } from "../../../src/decision-record.js";
 import type { ResultEvent } from "../../../src/service.js";
 import { until } from "../../helpers/clients.js";
 import { CAPABILITIES, FIXTURES, OPA_BIN, buildWasmFixture, skipWithoutOpa } from "../../helpers/opa.js";

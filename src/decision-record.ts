@@ -3,9 +3,9 @@
  * what the client got (`ev.outcome`: an allow or deny only when its reply reached the server in time), never just
  * what was decided; the decided outcome rides along as `decided` when the two differ.
  */
-import type { DecisionRecord, IssuedEvent } from "../audit.js";
-import type { DecisionSample } from "../metrics.js";
-import type { ResultEvent } from "../service.js";
+import type { DecisionRecord, IssuedEvent } from "./audit.js";
+import type { DecisionSample } from "./metrics.js";
+import type { ResultEvent } from "./service.js";
 
 /** The metric/log code of a result: "ok" for allows, else the outcome's code. */
 export function resultCode(ev: ResultEvent): string {
