@@ -11,8 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { connect } from "@nats-io/transport-node";
-import { resolveConfig, type ResolvedConfig } from "../../src/config.js";
-import { startRuntime, type Runtime } from "../../src/runtime.js";
+// The public entry (nats-opa-callout), as a library user imports it.
+import { resolveConfig, startRuntime, type ResolvedConfig, type Runtime } from "../../src/index.js";
 import { configModeSetup, serverMatrix, startNatsServer, type NatsServer } from "../helpers/nats-server.js";
 import { OPA_BIN, skipWithoutOpa } from "../helpers/opa.js";
 
