@@ -1,7 +1,8 @@
 /**
  * One authorization, transport-agnostic: bytes in → Outcome + reply bytes out.
  *
- *   decode (verify) → nkey proof → handler → validateGrant → user JWT → signed response (sealed like the request)
+ *   decode (verify) → nkey proof → decide (./decide.ts: handler → validateGrant, typed DecisionFacts)
+ *   → user JWT → signed response (sealed like the request)
  *
  * Outcomes, fail closed:
  * - decode error → **abort** (no reply): the request is not authentic or not for us, so there is no
