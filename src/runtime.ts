@@ -219,15 +219,15 @@ export async function startRuntime(cfg: ResolvedConfig, opts: RuntimeOptions = {
     logger.info({ address: http.address }, "metrics and health listening");
   }
 
-  let closing = false;
-  const closeAll = async (): Promise<void> => {
-    closing = true;
-    await live?.close().catch(() => {});
-    await source?.stop().catch(() => {});
-    await policy?.close().catch(() => {});
-    await http?.close().catch(() => {});
-    await decisionFile?.end();
-  };
+  let closing: Promise<void> | undefined; // once: stop() after the connection ended closes nothing twice
+  const closeAll = (): Promise<void> =>
+    (closing ??= (async () => {
+      await live?.close().catch(() => {});
+      await source?.stop().catch(() => {});
+      await policy?.close().catch(() => {});
+      await http?.close().catch(() => {});
+      await decisionFile?.end();
+    })());
   const flushLog = () => flushDestination(destination);
 
   // Policy: the first load must succeed; later failures keep the last good revision. A remote source
@@ -356,13 +356,13 @@ export async function startRuntime(cfg: ResolvedConfig, opts: RuntimeOptions = {
     metrics,
     httpAddress: http?.address,
     async reload() {
-      if (closing) return undefined;
+      if (closing !== undefined) return undefined;
       // Forced (a tree that failed before is retried). Failures are logged by the policy engine (file:line) and
       // keep the last good revision.
       return await activePolicy.engine.watcher.reload(true);
     },
     reopenLogs() {
-      if (closing || !decisionFile) return;
+      if (closing !== undefined || !decisionFile) return;
       try {
         decisionFile.reopen();
         logger.info({ path: decisionFile.path }, "decision log reopened");
