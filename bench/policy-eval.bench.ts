@@ -165,7 +165,7 @@ async function main(): Promise<void> {
       try {
         await h.handler(
           { ...req, expires_at: Math.floor(Date.now() / 1000) + 60 },
-          { decisionId: "b", now, meta: {} },
+          { decisionId: "b", now, facts: {} },
         );
         allowed++;
       } catch {

@@ -9,7 +9,8 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { buildInput, createPolicyEngine, PolicyEngine, toDecision } from "../src/policy/index.js";
+import { decide } from "../src/callout/decide.js";
+import { buildInput, createPolicyEngine, PolicyEngine } from "../src/policy/index.js";
 import { decodeRequest, Verifier } from "../src/callout/index.js";
 import {
   newKeys,
@@ -102,15 +103,17 @@ export async function policyBench(opts: {
     try {
       const active = engine.store.current();
       const pool = 512;
-      const inputs = Array.from({ length: pool }, (_, i) => {
+      const reqs = Array.from({ length: pool }, (_, i) => {
         const u = benchUser(Math.floor((i * 7919) % users));
         const { data } = makeRequest({ server, issuer: keys.issuerPub, ...u, ttlS: 3600 });
-        return buildInput(decodeRequest(data, undefined, { verifier }));
+        return decodeRequest(data, undefined, { verifier });
       });
+      const inputs = reqs.map((r) => buildInput(r));
       const nowNs = BigInt(Date.now()) * 1_000_000n;
-      const first = toDecision(
-        (await active.policy.evaluate(inputs[0], active.entrypoint, { nowNs })).result,
-      );
+      // The generated users must be allowed by the service's own decide stage (grant checks included).
+      const first = (
+        await decide(reqs[0]!, { decisionId: "bench", now: new Date() }, { handler: engine.handler })
+      ).verdict;
       if (first.kind !== "allow")
         throw new Error(`example policy with ${users} users did not allow a generated user`);
       // One evaluation at a time through the worker pool (the service's path: includes the thread round trip).

@@ -23,6 +23,7 @@ import {
   Verifier,
   xkeyFromSeed,
 } from "../src/callout/index.js";
+import { decide } from "../src/callout/decide.js";
 import { validateGrant } from "../src/grant.js";
 import { buildInput, createPolicyEngine, toDecision } from "../src/policy/index.js";
 import type { AuthorizationRequest, Grant } from "../src/types.js";
@@ -90,14 +91,17 @@ export async function stageBench(opts: {
       const reqs: AuthorizationRequest[] = plain.map((d) => decodeRequest(d, undefined, decodeOpts));
       const inputs = reqs.map((r) => buildInput(r));
       const nowNs = BigInt(Date.now()) * 1_000_000n;
+      // The grants the service would issue: the same decide stage as serve, eval and check.
       const grants: Grant[] = [];
-      for (const [i, inp] of inputs.entries()) {
-        const d = toDecision(
-          (await active.policy.evaluate(inp, active.entrypoint, { nowNs })).result,
-          reqs[i]?.connect_opts,
+      for (const [i, req] of reqs.entries()) {
+        const { verdict } = await decide(
+          req,
+          { decisionId: `bench-${i}`, now: new Date() },
+          { handler: engine.handler, accounts: ["APP"] },
         );
-        if (d.kind !== "allow") throw new Error(`${setup.name}: bench request ${i} not allowed (${d.kind})`);
-        grants.push(d.grant);
+        if (verdict.kind !== "allow")
+          throw new Error(`${setup.name}: bench request ${i} not allowed (${verdict.kind})`);
+        grants.push(verdict.grant);
       }
       const responseBytes = plain[0] as Uint8Array;
 

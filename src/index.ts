@@ -1,11 +1,18 @@
 /**
- * nats-opa-callout — public API (re-exports only).
+ * nats-opa-callout — the public API (re-exports only). What belongs here: what a library user needs to run the
+ * service in-process and to write or embed a decision — the callout with a plain handler, the whole runtime from a
+ * config, the policy engine for embedding, config resolution, the errors a caller catches, the request/grant types
+ * and the logger. Everything else (protocol core, keys, metrics, HTTP, decision-log plumbing, …) is in
+ * `nats-opa-callout/internal` (src/internal.ts), which may change between minor versions.
  *
  *   import { callout, AuthError } from "nats-opa-callout";
  *   const svc = await callout((req) => ({ account: "APP", pub: { allow: ["orders.>"] } }), config);
+ *
+ *   import { resolveConfig, startRuntime } from "nats-opa-callout";
+ *   const rt = await startRuntime(resolveConfig(config)); // policy, decision log, metrics, HTTP, NATS
  */
 
-// Shared types (snake_case, as NATS names them)
+// Request, grant and outcome types (snake_case, as NATS names them)
 export type {
   AuthorizationRequest,
   ClientInfo,
@@ -20,7 +27,7 @@ export type {
   TimeRange,
 } from "./types.js";
 
-// Errors
+// Errors a handler throws (AuthError, AbortAuth) or a caller catches
 export {
   AbortAuth,
   AuthError,
@@ -29,20 +36,15 @@ export {
   DecisionShapeError,
   KeyError,
   PolicyEvalError,
-  PolicyTimeoutError,
   PolicyLoadError,
-  RequestDecodeError,
-  ResponseEncodeError,
+  PolicyTimeoutError,
   type ErrorCode,
 } from "./errors.js";
 
-// Service runtime
+// The callout with a plain handler
 export {
   callout,
   startCallout,
-  coreOptionsFromConfig,
-  connectionOptions,
-  decisionIdGenerator,
   type CalloutService,
   type CalloutStatus,
   type ConnectionState,
@@ -52,56 +54,36 @@ export {
   type StartCalloutOptions,
   type StatusChange,
 } from "./service.js";
+export type { Handler, HandlerContext, DecisionFacts } from "./callout/facts.js";
+export type { AuthResult, IssuedSummary } from "./callout/pipeline.js";
+export { guardHandler } from "./injection.js";
+
+// The whole service in-process (what `serve` runs)
+export {
+  startRuntime,
+  RuntimeStartError,
+  DEFAULT_DRAIN_TIMEOUT_MS,
+  type LogDestination,
+  type Runtime,
+  type RuntimeOptions,
+  type RuntimeStatus,
+} from "./runtime.js";
 
 // Configuration
 export {
-  CONFIG_FIELDS,
-  DEFAULT_QUEUE_GROUP,
-  DEFAULT_SUBJECT,
-  Secret,
-  applyEnvOverrides,
-  configDefault,
   resolveConfig,
-  type ConfigField,
-  type DecisionLogDestination,
-  type LogFormat,
-  type LogLevel,
-  type Mode,
-  type NatsAuth,
   type ResolveOptions,
-  type ResolvedAccount,
   type ResolvedConfig,
-  type ResolvedKey,
-  type ResolvedNats,
   type ResolvedPolicy,
   type ServiceConfig,
 } from "./config.js";
+export { loadConfigFile } from "./config/load.js";
 
-// Protocol core (transport-agnostic authorizer)
-export {
-  createAuthorizer,
-  CORE_DEFAULTS,
-  type AccountKeys,
-  type AuthResult,
-  type Authorize,
-  type AuthorizeOptions,
-  type CoreOptions,
-  type Handler,
-  type HandlerContext,
-  type IssuedSummary,
-} from "./callout/pipeline.js";
-export { signerFromSeed, xkeyFromSeed, type Signer, type XKey } from "./callout/keys.js";
-export { validateGrant, CONNECTION_TYPES } from "./grant.js";
-export { guardHandler } from "./injection.js";
-
-// Policy engine
+// The policy engine, embedded
 export {
   createPolicyEngine,
   policyHandler,
   DEFAULT_ENTRYPOINT,
-  buildInput,
-  INPUT_VERSION,
-  policyMask,
   type CreatePolicyEngineOptions,
   type PolicyEngineHandle,
   type PolicyHandlerOptions,
@@ -110,13 +92,5 @@ export {
   type ReloadEvent,
 } from "./policy/index.js";
 
-// Logging and decision log
-export { createLogger, silentLogger, type CreateLoggerOptions, type Logger } from "./log.js";
-export {
-  createDecisionLog,
-  type DecisionEvent,
-  type DecisionLog,
-  type DecisionLogOptions,
-  type MaskFunction,
-  type MaskOp,
-} from "./audit.js";
+// Logging
+export { createLogger, type CreateLoggerOptions, type Logger } from "./log.js";

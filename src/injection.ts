@@ -23,7 +23,7 @@
  */
 import { isUtf8 } from "node:buffer";
 import { DecisionShapeError, PolicyEvalError, PolicyTimeoutError } from "./errors.js";
-import type { Handler } from "./callout/pipeline.js";
+import type { DecisionFacts, Handler } from "./callout/facts.js";
 import { mayRead, type InputPath } from "./policy/input-reads.js";
 import type { AuthorizationRequest, Grant } from "./types.js";
 
@@ -575,18 +575,18 @@ export function injectionError(finding: InjectionFinding): DecisionShapeError {
 
 /**
  * The hook for a decision function: throws `subject_injection` (DecisionShapeError naming the request fields) when a
- * probe finds one; records the fields that needed probes and the probe count in `meta.injection`. `reads`: the input
+ * probe finds one; records the fields that needed probes and the probe count in `facts.injection`. `reads`: the input
  * paths the decision function may read (undefined: anything).
  */
 export async function enforceNoInjection(
   req: AuthorizationRequest,
   grant: unknown,
   decide: Decide,
-  meta: Record<string, unknown>,
+  facts: DecisionFacts,
   reads?: readonly InputPath[],
 ): Promise<void> {
   const check = await checkInjection(req, grant, decide, MAX_PROBES, reads);
-  if (check.probes > 0) meta.injection = { fields: check.fields, probes: check.probes };
+  if (check.probes > 0) facts.injection = { fields: check.fields, probes: check.probes };
   if (check.finding !== undefined) throw injectionError(check.finding);
 }
 
@@ -612,8 +612,8 @@ export function isGuarded(h: Handler): boolean {
 export function guardHandler(handler: Handler): Handler {
   const guarded: Handler = async (req, ctx) => {
     const grant = await handler(req, ctx);
-    const decide: Decide = async (r) => handler(r, { decisionId: ctx.decisionId, now: ctx.now, meta: {} });
-    await enforceNoInjection(req, grant, decide, ctx.meta);
+    const decide: Decide = async (r) => handler(r, { decisionId: ctx.decisionId, now: ctx.now, facts: {} });
+    await enforceNoInjection(req, grant, decide, ctx.facts);
     return grant;
   };
   return markGuarded(guarded);

@@ -265,7 +265,7 @@ function syntheticAbort(
     decisionId,
     outcome: { kind: "abort", code, reason },
     error,
-    meta: {},
+    facts: {},
     timings: { decode_us: 0, handler_us: 0, sign_us: 0, total_us: 0 },
   };
 }

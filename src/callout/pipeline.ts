@@ -1,7 +1,8 @@
 /**
  * One authorization, transport-agnostic: bytes in → Outcome + reply bytes out.
  *
- *   decode (verify) → nkey proof → handler → validateGrant → user JWT → signed response (sealed like the request)
+ *   decode (verify) → nkey proof → decide (./decide.ts: handler → validateGrant, typed DecisionFacts)
+ *   → user JWT → signed response (sealed like the request)
  *
  * Outcomes, fail closed:
  * - decode error → **abort** (no reply): the request is not authentic or not for us, so there is no
@@ -31,7 +32,6 @@
 import { performance } from "node:perf_hooks";
 import { randomUUID } from "node:crypto";
 import {
-  AbortAuth,
   AuthError,
   CalloutError,
   ConfigError,
@@ -41,12 +41,9 @@ import {
   ResponseEncodeError,
   type ErrorCode,
 } from "../errors.js";
-import { validateGrant } from "../grant.js";
 import { redactText, requestCredentials } from "../secrets.js";
-import { isGuarded, verbatimInjection } from "../injection.js";
 import type {
   AuthorizationRequest,
-  Grant,
   Outcome,
   ResponsePermission,
   SubjectPermission,
@@ -59,6 +56,10 @@ import { isPublicKey, Verifier, type Signer, type XKey } from "./keys.js";
 import { encodeResponse, type ResponseOptions } from "./respond.js";
 import { clientKeyVerifier, proveNkey } from "./nkey-proof.js";
 import { CORE_DEFAULTS } from "./defaults.js";
+import { decide, tooLarge, type DecisionFacts, type Handler } from "./decide.js";
+
+export type { DecisionFacts, Handler, HandlerContext } from "./decide.js";
+export { replyBytesLowerBound } from "./decide.js";
 
 /** Defaults for CoreOptions (also the service's defaults; defined in ./defaults.ts). */
 export { CORE_DEFAULTS };
@@ -109,21 +110,6 @@ export interface OperatorModeOptions extends CoreOptionsBase {
 /** Options of createAuthorizer. */
 export type CoreOptions = ConfigModeOptions | OperatorModeOptions;
 
-/** Per-request context handed to a Handler (COMMON contract §1). */
-export interface HandlerContext {
-  decisionId: string;
-  now: Date;
-  /** Free-form facts for the decision log (`revision`, `eval_us`, `input`, `reason`, …). */
-  meta: Record<string, unknown>;
-}
-
-/**
- * Decides one verified request. Return a Grant to allow (it is validated by validateGrant); throw
- * AuthError(reason) to deny, AbortAuth(reason) to send no reply; any other throw denies (handler_error).
- * An allow may carry a reason for the decision log as `ctx.meta.reason` (string).
- */
-export type Handler = (req: AuthorizationRequest, ctx: HandlerContext) => Grant | Promise<Grant>;
-
 /** What was issued on allow: no JWTs, no secrets. */
 export interface IssuedSummary {
   account: string;
@@ -159,8 +145,8 @@ export interface AuthResult {
   request?: AuthorizationRequest;
   /** Why the outcome is deny/abort (never carries secrets). */
   error?: CalloutError;
-  /** The handler's facts (HandlerContext.meta). */
-  meta: Record<string, unknown>;
+  /** What deciding established (HandlerContext.facts): revision, input, decision, eval timing, … */
+  facts: DecisionFacts;
   /** Microseconds per stage (`sign_us` includes grant validation and claims building). */
   timings: { decode_us: number; handler_us: number; sign_us: number; total_us: number };
   issued?: IssuedSummary;
@@ -261,32 +247,8 @@ function checkOptions(opts: CoreOptions): void {
   if (problems.length > 0) throw new ConfigError(problems);
 }
 
-const tooLarge = (what: string, max: number): CalloutError =>
-  new CalloutError("grant_too_large", `${what} exceeds the server's max_payload ${max}`);
-
-/**
- * A lower bound on the size of the signed reply a grant would produce: every subject of its pub/sub allow and
- * deny lists is written into the user JWT (quoted, comma-separated), and the JWT is base64url (4/3 larger) inside
- * the response JWT, base64url again. Non-string entries count nothing (validation refuses them anyway).
- */
-export function replyBytesLowerBound(grant: unknown): number {
-  let bytes = 0;
-  try {
-    for (const side of ["pub", "sub"] as const) {
-      const perm = (grant as Record<string, unknown> | null)?.[side] as Record<string, unknown> | undefined;
-      for (const list of ["allow", "deny"] as const) {
-        const l = perm?.[list];
-        if (!Array.isArray(l)) continue;
-        for (const subject of l) if (typeof subject === "string") bytes += Buffer.byteLength(subject) + 3;
-      }
-    }
-  } catch {
-    return 0; // a hostile getter: leave it to validation
-  }
-  return Math.floor((bytes * 16) / 9);
-}
-
-function denyReason(err: CalloutError): string {
+/** The reason a deny sends for `err` (before redaction); `eval` prints the same. */
+export function denyReason(err: CalloutError): string {
   if (err instanceof AuthError) return err.message;
   if (err.code === "grant_too_large") return `${err.code}: ${err.message}`;
   if (err instanceof DecisionShapeError || err instanceof NkeyProofError) return `${err.code}: ${err.field}`;
@@ -355,17 +317,17 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
     const t0 = performance.now();
     const receivedAt = callOpts.receivedAt ?? t0;
     const id = decisionId ?? randomUUID();
-    const meta: Record<string, unknown> = {};
+    let facts: DecisionFacts = {};
     const timings = { decode_us: 0, handler_us: 0, sign_us: 0, total_us: 0 };
-    const facts: { replyBy?: number } = {}; // set once the request is decoded
-    const finish = (r: Omit<AuthResult, "decisionId" | "meta" | "timings">): AuthResult => {
+    const decoded: { replyBy?: number } = {}; // set once the request is decoded
+    const finish = (r: Omit<AuthResult, "decisionId" | "facts" | "timings">): AuthResult => {
       timings.total_us = us(t0, performance.now());
       return {
         decisionId: id,
-        meta,
+        facts,
         timings,
         ...r,
-        ...(facts.replyBy !== undefined ? { replyBy: facts.replyBy } : {}),
+        ...(decoded.replyBy !== undefined ? { replyBy: decoded.replyBy } : {}),
       };
     };
     // Reasons reach nats-server's log and the decision log: never with a credential in them (src/secrets.ts).
@@ -432,51 +394,40 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
     }
     const t1 = performance.now();
     timings.decode_us = us(t0, t1);
-    facts.replyBy = replyDeadline(req, receivedAt, clock(), t1);
+    decoded.replyBy = replyDeadline(req, receivedAt, clock(), t1);
 
-    // 2. handler
-    const nowMs = clock();
-    let grant: unknown;
-    try {
-      grant = await handler(req, { decisionId: id, now: new Date(nowMs), meta });
-    } catch (err) {
-      timings.handler_us = us(t1, performance.now());
-      if (err instanceof AbortAuth) return abort("auth_aborted", err.message, err, req);
-      if (err instanceof CalloutError) return deny(req, err, req);
-      return deny(req, new CalloutError("handler_error", "handler threw", { cause: err }), req);
-    }
-    const t2 = performance.now();
-    timings.handler_us = us(t1, t2);
-
-    // 3. drop work the server no longer waits for
-    const afterMs = clock();
-    if (
-      Math.floor(afterMs / 1000) > req.expires_at + clockSkewSeconds ||
-      t2 > receivedAt + Math.max(0, req.expires_at - req.issued_at) * 1000
-    ) {
-      const e = new RequestDecodeError("request expired while being handled", "request_expired");
-      return abort(e.code, e.message, e, req);
-    }
-
-    // 4. validate the grant (one that can never fit in a reply is denied before the costly checks)
     const max = maxReplyBytes();
-    const atLeast = max === undefined ? 0 : replyBytesLowerBound(grant);
-    if (max !== undefined && atLeast > max) {
-      return deny(req, tooLarge(`allow response of at least ${atLeast} bytes`, max), req);
+    // 2-4. decide: handler, drop work the server no longer waits for, grant checks (./decide.ts)
+    let afterMs = 0;
+    let t2 = 0;
+    const decided = await decide(
+      req,
+      { decisionId: id, now: new Date(clock()) },
+      {
+        handler,
+        accounts: accountNames,
+        ...(max !== undefined ? { maxReplyBytes: max } : {}),
+        afterHandler: () => {
+          t2 = performance.now();
+          afterMs = clock();
+          return Math.floor(afterMs / 1000) > req.expires_at + clockSkewSeconds ||
+            t2 > receivedAt + Math.max(0, req.expires_at - req.issued_at) * 1000
+            ? new RequestDecodeError("request expired while being handled", "request_expired")
+            : undefined;
+        },
+      },
+    );
+    facts = decided.facts;
+    timings.handler_us = decided.timings.handler_us;
+    const verdict = decided.verdict;
+    if (verdict.kind !== "allow") {
+      if (verdict.kind === "abort") {
+        const e = verdict.error;
+        return abort(e.code, e.message, e, req);
+      }
+      return deny(req, verdict.error, req);
     }
-    let valid: Grant;
-    try {
-      valid = validateGrant(grant, req, { accounts: accountNames });
-      // Guarded handlers (policies, guardHandler) probed for injection already; others get the verbatim check.
-      const injected = isGuarded(handler) ? undefined : verbatimInjection(valid, req);
-      if (injected !== undefined) throw injected;
-    } catch (err) {
-      const e =
-        err instanceof CalloutError
-          ? err
-          : new DecisionShapeError("grant", "validation failed unexpectedly", "decision_shape_error");
-      return deny(req, e, req);
-    }
+    const valid = verdict.grant;
 
     // 5. user JWT + response
     try {
@@ -521,10 +472,10 @@ export function createAuthorizer(opts: CoreOptions, handler: Handler): Authorize
         issued.allowed_connection_types = valid.allowed_connection_types;
       if (valid.bearer_token !== undefined) issued.bearer_token = valid.bearer_token;
       if (valid.tags !== undefined) issued.tags = valid.tags;
-      if (typeof meta.reason === "string") meta.reason = safe(meta.reason, req);
+      if (verdict.reason !== undefined) facts.reason = safe(verdict.reason, req);
       const outcome: Outcome =
-        typeof meta.reason === "string"
-          ? { kind: "allow", grant: valid, reason: meta.reason }
+        facts.reason !== undefined
+          ? { kind: "allow", grant: valid, reason: facts.reason }
           : { kind: "allow", grant: valid };
       return finish({ outcome, reply, request: req, issued });
     } catch (err) {

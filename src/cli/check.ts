@@ -6,8 +6,9 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { isDeepStrictEqual, parseArgs } from "node:util";
-import { validateGrant } from "../grant.js";
-import { toDecision } from "../policy/index.js";
+import { decide } from "../callout/decide.js";
+import { AuthError } from "../errors.js";
+import { policyHandler } from "../policy/handler.js";
 import { maskInput } from "../audit.js";
 import { EXIT, UsageError, asUsage, out } from "./common.js";
 import { openPolicyOrExit, policySettings, type PolicyHandle } from "./policy.js";
@@ -112,25 +113,31 @@ export async function runCases(
   cases: DecisionCase[],
   accounts?: readonly string[],
 ): Promise<CaseResult[]> {
-  const active = policy.engine.store.current();
   const results: CaseResult[] = [];
   for (const c of cases) {
     const res: CaseResult = { name: c.name, file: c.file, ok: false };
     try {
       const now = c.now !== undefined ? parseNow(c.now, `case ${c.name}: now`) : new Date();
-      const { result } = await active.policy.evaluate(c.input, active.entrypoint, {
-        nowNs: BigInt(now.getTime()) * 1_000_000n,
-      });
-      if (!isDeepStrictEqual(result, c.expect)) {
-        res.problem = `expected ${safe(c.expect)}\n      got      ${result === undefined ? "undefined" : safe(result)}`;
+      // The decide stage serve uses, on the case's own input document (the policy's grant checks included).
+      const req = requestFromInput(
+        typeof c.input === "object" && c.input !== null && !Array.isArray(c.input) ? c.input : {},
+        now,
+      );
+      const handler = policyHandler(policy.engine.store, { input: () => c.input });
+      const { verdict, facts } = await decide(
+        req,
+        { decisionId: `check:${c.name}`, now },
+        { handler, ...(accounts !== undefined ? { accounts } : {}) },
+      );
+      const fault = (e: { code: string; message: string }) => `[${e.code}] ${e.message}`;
+      if (facts.eval_error !== undefined) {
+        res.problem = fault(facts.eval_error);
+      } else if (!isDeepStrictEqual(facts.result, c.expect)) {
+        res.problem = `expected ${safe(c.expect)}\n      got      ${facts.result === undefined ? "undefined" : safe(facts.result)}`;
+      } else if (verdict.kind === "deny" && !(verdict.error instanceof AuthError)) {
+        // the decision's shape, or the grant's checks (account allow-list, subjects, limits)
+        res.problem = fault(verdict.error);
       } else {
-        const connectOpts = (c.input as { connect_opts?: Record<string, string> } | null)?.connect_opts;
-        const decision = toDecision(result, connectOpts);
-        if (decision.kind === "allow") {
-          const req = requestFromInput(c.input, now);
-          const acc = accounts ?? [decision.grant.account];
-          validateGrant(decision.grant, req, { accounts: acc });
-        }
         res.ok = true;
       }
     } catch (e) {

@@ -8,21 +8,19 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createAccount } from "@nats-io/nkeys";
-import { AbortAuth, AuthError, CalloutError, DecisionShapeError } from "../errors.js";
-import { validateGrant } from "../grant.js";
+import { CalloutError } from "../errors.js";
 import { buildUserClaims } from "../callout/claims.js";
 import { encodeJwt } from "../callout/jwt.js";
 import { signerFromSeed, type Signer } from "../callout/keys.js";
-import type { CoreOptions } from "../callout/pipeline.js";
+import { CORE_DEFAULTS, denyReason, type CoreOptions } from "../callout/pipeline.js";
+import { decide } from "../callout/decide.js";
 import { coreOptionsFromConfig } from "../service.js";
-import { CORE_DEFAULTS } from "../callout/pipeline.js";
 import {
   isDecisionEvent,
   maskInput,
   maskLoggedInput,
   type DecisionEvent,
   type DecisionRecord,
-  type SnapshotEvaluator,
 } from "../audit.js";
 import type { AuthorizationRequest } from "../types.js";
 import { EXIT, UsageError, asUsage, err, out } from "./common.js";
@@ -277,21 +275,28 @@ export async function evalCommand(argv: string[]): Promise<number> {
   };
   if (logged) report.logged = logged;
   try {
-    const meta: Record<string, unknown> = {};
-    let grant: unknown;
-    try {
-      grant = await policy.handler(req, { decisionId: "eval", now, meta });
-    } catch (e) {
-      if (e instanceof AbortAuth) report.outcome = { kind: "abort", reason: e.message, code: e.code };
-      else if (e instanceof CalloutError)
-        report.outcome = { kind: "deny", reason: denyReason(e), code: e.code };
-      else report.outcome = { kind: "deny", reason: "handler_error", code: "handler_error" };
+    // The same decide stage as serve (src/callout/decide.ts): handler, grant validation, injection check.
+    const accounts =
+      core === undefined
+        ? undefined
+        : core.mode === "config"
+          ? [...core.accounts]
+          : Object.keys(core.accounts);
+    const { verdict, facts } = await decide(
+      req,
+      { decisionId: "eval", now },
+      { handler: policy.handler, ...(accounts !== undefined ? { accounts } : {}) },
+    );
+    if (verdict.kind === "abort") {
+      report.outcome = { kind: "abort", reason: verdict.error.message, code: verdict.error.code };
+    } else if (verdict.kind === "deny") {
+      report.outcome = { kind: "deny", reason: denyReason(verdict.error), code: verdict.error.code };
     }
-    const raw = meta.input ?? {};
+    const raw = facts.input ?? {};
     if (policy.mask) {
       // The same masking as the decision log: built-in masks, then policy.mask_entrypoint on this snapshot.
       const rec: DecisionRecord = { decisionId: "eval", receivedAt: now, outcome: report.outcome.kind };
-      if (typeof meta.evaluate === "function") rec.evaluate = meta.evaluate as SnapshotEvaluator;
+      if (facts.evaluate !== undefined) rec.evaluate = facts.evaluate;
       const logged = maskLoggedInput(raw, policy.mask, rec);
       if (logged) {
         report.input = logged.input;
@@ -304,21 +309,14 @@ export async function evalCommand(argv: string[]): Promise<number> {
     } else {
       report.input = maskInput(raw).input;
     }
-    if (meta.decision !== undefined) report.decision = maskInput(meta.decision).input;
-    if (typeof meta.eval_us === "number") report.eval_us = meta.eval_us;
-    if (meta.eval_error !== undefined)
-      report.eval_error = meta.eval_error as NonNullable<EvalReport["eval_error"]>;
-    if (grant !== undefined) {
-      // The same steps as the pipeline: validate, build claims, sign.
+    if (facts.decision !== undefined) report.decision = maskInput(facts.decision).input;
+    if (facts.eval_us !== undefined) report.eval_us = facts.eval_us;
+    if (facts.eval_error !== undefined) report.eval_error = facts.eval_error;
+    if (verdict.kind === "allow") {
+      // Then the pipeline's signing steps: user claims, signed user JWT (an ephemeral key without --config).
       const mode = core?.mode ?? "config";
-      const accounts =
-        core === undefined
-          ? [String((grant as { account?: unknown }).account ?? "")]
-          : core.mode === "config"
-            ? [...core.accounts]
-            : Object.keys(core.accounts);
       try {
-        const valid = validateGrant(grant, req, { accounts });
+        const valid = verdict.grant;
         let signer: Signer;
         let accountPublicKey: string | undefined;
         if (core === undefined) {
@@ -346,7 +344,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
         report.signed_by = signer.publicKey;
         if (values["print-jwt"]) report.jwt = jwt;
         report.outcome = { kind: "allow" };
-        if (typeof meta.reason === "string") report.outcome.reason = meta.reason;
+        if (verdict.reason !== undefined) report.outcome.reason = verdict.reason;
       } catch (e) {
         const code = e instanceof CalloutError ? e.code : "handler_error";
         report.outcome = { kind: "deny", reason: e instanceof CalloutError ? denyReason(e) : code, code };
@@ -406,13 +404,6 @@ export async function evalCommand(argv: string[]): Promise<number> {
     }
   }
   return EXIT.OK;
-}
-
-/** The reason the pipeline would send (same rule as src/callout/pipeline.ts). */
-function denyReason(e: CalloutError): string {
-  if (e instanceof AuthError) return e.message;
-  if (e instanceof DecisionShapeError) return `${e.code}: ${e.field}`;
-  return e.code;
 }
 
 function indent(s: string): string {

@@ -74,3 +74,12 @@ export function loadServeConfig(
   }
   return resolveConfig(doc, { requirePolicy: true, baseDir: file ? dirname(file) : process.cwd() });
 }
+
+/**
+ * A config file as `serve --config <file>` resolves it (library users): relative paths from the file's directory,
+ * then the environment overrides of `env` when given (NATS_URL, NATS_CREDS, …; pass process.env for serve's
+ * behaviour; default none). Throws ConfigError listing every problem.
+ */
+export function loadConfigFile(file: string, env: Record<string, string | undefined> = {}): ResolvedConfig {
+  return loadServeConfig({ config: file, overrides: [] }, env);
+}

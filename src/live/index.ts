@@ -129,7 +129,7 @@ export async function startLiveRevocation(
       // local stall): recording a connection that never opened costs one KICK answered "no such client".
       const mayHaveReached = ev.reply === "sent" || ev.reply === "late";
       if (mayHaveReached && r.outcome.kind === "allow" && r.request && r.issued) {
-        const revision = typeof r.meta.revision === "string" ? r.meta.revision : undefined;
+        const revision = r.facts.revision;
         revocation.record({ decisionId: ev.decisionId, request: r.request, issued: r.issued, revision });
       }
     },

@@ -8,7 +8,7 @@
  * client, and its reconnect is decided by the login path, which logs the real cause).
  */
 import { lifetimeSeconds, permissionClaim, userName } from "../callout/claims.js";
-import type { Handler } from "../callout/pipeline.js";
+import type { DecisionFacts, Handler } from "../callout/facts.js";
 import type { IssuedSummary } from "../callout/pipeline.js";
 import { AbortAuth, CalloutError } from "../errors.js";
 import { validateGrant } from "../grant.js";
@@ -93,16 +93,16 @@ export function reevaluatorFromHandler(handler: Handler, o: ReevaluatorOptions):
   const keys = Array.isArray(o.accounts) ? undefined : (o.accounts as Readonly<Record<string, string>>);
   const clock = o.now ?? Date.now;
   return async (req) => {
-    const meta: Record<string, unknown> = {};
+    const facts: DecisionFacts = {};
     const nowMs = clock();
     const rev = (): { revision?: string } =>
-      typeof meta.revision === "string" ? { revision: meta.revision } : {};
+      facts.revision !== undefined ? { revision: facts.revision } : {};
     let raw: unknown;
     try {
       raw = await handler(req, {
         decisionId: `reeval-${(++reevalSeq).toString(36)}`,
         now: new Date(nowMs),
-        meta,
+        facts,
       });
     } catch (e) {
       const reason = e instanceof AbortAuth ? "abort" : e instanceof CalloutError ? e.code : "handler_error";

@@ -52,7 +52,7 @@ export interface AllowedLogin {
   decisionId: string;
   request: AuthorizationRequest;
   issued: IssuedSummary;
-  /** The revision that decided it (policy handler: `meta.revision`). */
+  /** The revision that decided it (policy handler: `facts.revision`). */
   revision?: string | undefined;
 }
 

@@ -2,7 +2,7 @@
  * The policy engine as a Handler (COMMON contract §1): one store snapshot per request, the v1 input,
  * one evaluation job on that snapshot's worker pool with time frozen at `ctx.now`, and the decision
  * mapped to a Grant (allow), AuthError (deny) or AbortAuth (abort). Facts for the decision log go
- * into `ctx.meta`: `revision`, `entrypoint`, `eval_us`, `input`, `decision`, `builtin_errors` when a
+ * into the typed `ctx.facts` (callout/facts.ts): `revision`, `entrypoint`, `eval_us`, `input`, `result`, `decision`, `builtin_errors` when a
  * builtin failed without failing the evaluation, and `eval_error` ({code, message, file?, line?})
  * when the evaluation failed. With `alsoEvaluate` (the decision-log mask), those entrypoints run in
  * the same job and `evaluate` serves their results (a SnapshotEvaluator: same snapshot, same instant).
@@ -21,7 +21,7 @@
 import type { SnapshotEvaluator } from "../audit.js";
 import { AbortAuth, AuthError, CalloutError, PolicyEvalError } from "../errors.js";
 import { enforceNoInjection, markGuarded } from "../injection.js";
-import type { Handler } from "../callout/pipeline.js";
+import type { Handler } from "../callout/facts.js";
 import type { Logger } from "../log.js";
 import type { AuthorizationRequest, Grant } from "../types.js";
 import { toDecision } from "./decision.js";
@@ -38,12 +38,17 @@ export interface PolicyHandlerOptions {
   entrypoint?: string;
   /**
    * Entrypoints evaluated in the same job as the decision, on the same snapshot and instant (the
-   * decision-log mask). `ctx.meta.evaluate` then serves their results. Off by default: the decision
+   * decision-log mask). `ctx.facts.evaluate` then serves their results. Off by default: the decision
    * path does no extra work.
    */
   alsoEvaluate?: readonly string[];
   /** Gets one warn line per evaluation fault (code, message, file:line; never input). */
   logger?: Logger;
+  /**
+   * The input document for a request (default buildInput, the v1 input). `check` passes a decision case's own
+   * input document; injection probes use it too, so an override that ignores the request disables them.
+   */
+  input?: (req: AuthorizationRequest) => unknown;
 }
 
 /** Evaluate another entrypoint on one request's snapshot, instant and deadline. */
@@ -108,20 +113,21 @@ function precomputed(
 export function policyHandler(store: PolicyStore, opts: PolicyHandlerOptions = {}): Handler {
   const also = opts.alsoEvaluate ?? [];
   const log = opts.logger;
+  const inputOf = opts.input ?? buildInput;
   return markGuarded(async (req, ctx): Promise<Grant> => {
     const active = store.current();
     const entrypoint = opts.entrypoint ?? active.entrypoint;
-    const input = buildInput(req);
+    const input = inputOf(req);
     const nowNs = BigInt(ctx.now.getTime()) * 1_000_000n;
-    ctx.meta.revision = active.revision;
-    ctx.meta.entrypoint = entrypoint;
-    ctx.meta.input = input;
+    ctx.facts.revision = active.revision;
+    ctx.facts.entrypoint = entrypoint;
+    ctx.facts.input = input;
     const evalOpts: PoolEvaluateOptions = { nowNs };
     const deadlineAt = answerDeadline(req, ctx.now);
     if (deadlineAt !== undefined) evalOpts.deadlineAt = deadlineAt;
     const fault = (err: unknown): never => {
       const info = evalErrorInfo(err);
-      ctx.meta.eval_error = info;
+      ctx.facts.eval_error = info;
       log?.warn(
         {
           event: "policy_eval_error",
@@ -142,19 +148,20 @@ export function policyHandler(store: PolicyStore, opts: PolicyHandlerOptions = {
     } catch (err) {
       return fault(err);
     } finally {
-      ctx.meta.eval_us = Math.round((performance.now() - started) * 1000);
+      ctx.facts.eval_us = Math.round((performance.now() - started) * 1000);
     }
-    if (also.length > 0) ctx.meta.evaluate = precomputed(input, eps, outcomes);
+    if (also.length > 0) ctx.facts.evaluate = precomputed(input, eps, outcomes);
     const evaluated = outcomes[0];
     if (!evaluated) return fault(new PolicyEvalError("evaluation returned nothing"));
     if (!evaluated.ok) return fault(evaluated.error);
-    if (evaluated.builtinErrors.length > 0) ctx.meta.builtin_errors = evaluated.builtinErrors;
+    ctx.facts.result = evaluated.result;
+    if (evaluated.builtinErrors.length > 0) ctx.facts.builtin_errors = evaluated.builtinErrors;
     const decision = toDecision(evaluated.result, req.connect_opts);
-    ctx.meta.decision = decision;
+    ctx.facts.decision = decision;
     switch (decision.kind) {
       case "allow":
-        await enforceNoInjection(req, decision.grant, probe, ctx.meta, active.policy.inputReads);
-        if (decision.reason !== undefined) ctx.meta.reason = decision.reason;
+        await enforceNoInjection(req, decision.grant, probe, ctx.facts, active.policy.inputReads);
+        if (decision.reason !== undefined) ctx.facts.reason = decision.reason;
         return decision.grant;
       case "deny":
         throw new AuthError(decision.reason);
@@ -169,7 +176,7 @@ export function policyHandler(store: PolicyStore, opts: PolicyHandlerOptions = {
     async function probe(r: typeof req): Promise<unknown> {
       let res: EvalResult;
       try {
-        res = await active.policy.evaluate(buildInput(r), entrypoint, evalOpts);
+        res = await active.policy.evaluate(inputOf(r), entrypoint, evalOpts);
       } catch (err) {
         return fault(err);
       }
@@ -189,7 +196,7 @@ export interface CreatePolicyEngineOptions {
   /**
    * Further entrypoints every revision must export (e.g. the decision-log mask): built with `opa build -e` like
    * the decision, required in a bundle's manifest, checked and smoke-evaluated before activation. When set, the
-   * handler evaluates them with every decision and exposes `ctx.meta.evaluate` (PolicyHandlerOptions.alsoEvaluate).
+   * handler evaluates them with every decision and exposes `ctx.facts.evaluate` (PolicyHandlerOptions.alsoEvaluate).
    */
   extraEntrypoints?: readonly string[];
   /** Capabilities file for opa build (default: the packaged policies/capabilities.json). */

@@ -6,7 +6,7 @@
  * A set or an array; undefined means "nothing more to mask".
  *
  * It is evaluated by the policy handler in the same worker job as the decision (same snapshot, same instant) and
- * served from the handler's `ctx.meta.evaluate`, carried in the decision record as `evaluate`: a reload between
+ * served from the handler's `ctx.facts.evaluate`, carried in the decision record as `evaluate`: a reload between
  * the decision and the log line cannot mix revisions, and the synchronous decision log never evaluates. Records
  * without one (requests no policy decided: drops) have no rule result: every part of their input the client
  * supplied is blanked (only version, server_id, user_nkey and request_issuer stay). A record naming a revision

@@ -9,7 +9,7 @@
  *   recorded as abort `reply_late`, with the allow as `decided`;
  * - a reply the server refuses (a callout user without `allow_responses`) is recorded as abort `reply_failed`.
  *
- * Events and metrics are built exactly as `serve` builds them (cli/result.ts → audit.ts, metrics.ts); the last
+ * Events and metrics are built exactly as `serve` builds them (decision-record.ts → audit.ts, metrics.ts); the last
  * test runs `serve` itself with a policy granting 100k subjects and reads its decision log and /metrics.
  */
 import { after, before, describe, it } from "node:test";
@@ -22,7 +22,7 @@ import { AuthError } from "../../src/errors.js";
 import type { Grant } from "../../src/types.js";
 import { buildDecisionEvent, type DecisionEvent } from "../../src/audit.js";
 import { CalloutMetrics } from "../../src/metrics.js";
-import { decisionRecordFromResult, decisionSampleFromResult } from "../../src/cli/result.js";
+import { decisionRecordFromResult, decisionSampleFromResult } from "../../src/decision-record.js";
 import {
   configModeSetup,
   serverMatrix,

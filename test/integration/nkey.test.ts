@@ -190,7 +190,7 @@ for (const sb of serverMatrix()) {
         const ev = last(c);
         assert.equal(outcomeOf(ev), "allow");
         assert.equal(ev.result.request?.proven_nkey, AUDIT_KEY);
-        assert.equal((ev.result.meta.input as { derived: { nkey?: string } }).derived.nkey, AUDIT_KEY);
+        assert.equal((ev.result.facts.input as { derived: { nkey?: string } }).derived.nkey, AUDIT_KEY);
         assert.equal(ev.result.issued?.name, "audit-svc");
       });
 

@@ -2,12 +2,13 @@
  * The npm package as a user gets it: `npm pack` (of the built dist/), then `npm install --prefix <tmp> <tgz>` (what
  * `npm install -g` does, in a temp prefix), then the installed `nats-opa-callout` bin: --help, version, and
  * `init --policy` scaffolding a starter from the files the package ships, on which `opa test`, the service's own
- * `check` (wasm) and `make policy POLICY_DIR=<it>` pass. Needs the npm registry (or npm's cache) for the package's dependencies.
+ * `check` (wasm) and `make policy POLICY_DIR=<it>` pass; both library entries (`nats-opa-callout` and
+ * `nats-opa-callout/internal`) resolve from an ES module, and the main one keeps internals out. Needs the npm registry (or npm's cache) for the package's dependencies.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { OPA_BIN, REPO, skipWithoutOpa } from "../support/index.js";
@@ -52,6 +53,8 @@ describe("npm package (npm pack → npm install → the CLI)", { skip: skipWitho
       "dist/src/cli.js",
       "dist/src/index.js",
       "dist/src/index.d.ts",
+      "dist/src/internal.js",
+      "dist/src/internal.d.ts",
       "policies/capabilities.json",
       "policies/lib/subject.rego",
       "examples/policy-starter/authz/decision.rego",
@@ -106,5 +109,48 @@ describe("npm package (npm pack → npm install → the CLI)", { skip: skipWitho
     );
     assert.equal(make.code, 0, make.out);
     assert.match(make.out, /opa test: coverage \d/);
+  });
+
+  test("installed, both library entries resolve; the main entry is curated, internals only in /internal", () => {
+    const prefix = join(dir, "prefix");
+    if (!existsSync(join(prefix, "node_modules", "nats-opa-callout"))) {
+      const inst = run(
+        NPM,
+        ["install", "--prefix", prefix, tgz, "--no-audit", "--no-fund", "--prefer-offline"],
+        dir,
+      );
+      assert.equal(inst.code, 0, inst.out);
+    }
+    // An ES module next to the installed package, as a library user's code would be.
+    const probe = join(prefix, "probe.mjs");
+    writeFileSync(
+      probe,
+      `const main = await import("nats-opa-callout");
+const internal = await import("nats-opa-callout/internal");
+console.log(JSON.stringify({ main: Object.keys(main).sort(), internal: Object.keys(internal).sort() }));
+`,
+    );
+    const r = run(process.execPath, [probe], prefix);
+    assert.equal(r.code, 0, r.out);
+    const { main, internal } = JSON.parse(r.out) as { main: string[]; internal: string[] };
+    for (const name of [
+      "callout",
+      "startCallout",
+      "AuthError",
+      "AbortAuth",
+      "guardHandler",
+      "startRuntime",
+      "resolveConfig",
+      "createPolicyEngine",
+      "policyHandler",
+      "createLogger",
+    ]) {
+      assert.ok(main.includes(name), `${name} is exported from nats-opa-callout`);
+    }
+    for (const name of ["createAuthorizer", "decide", "validateGrant", "CalloutMetrics", "signerFromSeed"]) {
+      assert.ok(!main.includes(name), `${name} is NOT exported from nats-opa-callout`);
+      assert.ok(internal.includes(name), `${name} is exported from nats-opa-callout/internal`);
+    }
+    for (const name of main) assert.ok(internal.includes(name), `internal re-exports ${name}`);
   });
 });

@@ -154,7 +154,7 @@ describe(
     ): Promise<void> => {
       const { got, decision } = await attempt(user, `${user}-pw`);
       assert.equal(got, want, `${user} on revision ${revision}`);
-      assert.equal(decision.result.meta.revision, revision, `${user}'s decision names the serving revision`);
+      assert.equal(decision.result.facts.revision, revision, `${user}'s decision names the serving revision`);
       const kind = decision.result.outcome.kind;
       assert.equal(kind, want === "login_denied" ? "deny" : "allow");
     };
@@ -283,7 +283,7 @@ describe(
       for (const user of ["bob", "alice"]) {
         const { got, decision } = await attempt(user, `${user}-pw`);
         assert.equal(got, "login_denied", user);
-        assert.equal(decision.result.meta.revision, s.revision);
+        assert.equal(decision.result.facts.revision, s.revision);
         assert.deepEqual(denial(decision), ["deny", "invalid_username"]);
         assert.equal(decision.result.issued, undefined, "no user JWT issued");
       }
@@ -298,7 +298,7 @@ describe(
       assert.ok(tokenUser instanceof Error, "orders-svc cannot log in without data");
       assert.match(tokenUser.message, /authorization violation/i);
       const tokenDecision = await resultOf(tokenName);
-      assert.equal(tokenDecision.result.meta.revision, s.revision);
+      assert.equal(tokenDecision.result.facts.revision, s.revision);
       assert.deepEqual(denial(tokenDecision), ["deny", "bad_credentials"]);
 
       // Restore the example data (bob read-only again): the whole set is the example set again, so the

@@ -219,7 +219,7 @@ type Outcome = { kind: "allow"; grant: Grant } | { kind: "deny"; code: string };
 
 /** policyHandler (with the probes), then validateGrant as the pipeline does; `validate: false` for the benign twin. */
 async function decide(h: PolicyEngineHandle, req: AuthorizationRequest, validate = true): Promise<Outcome> {
-  const ctx: HandlerContext = { decisionId: "p", now: new Date("2030-01-01T00:00:00Z"), meta: {} };
+  const ctx: HandlerContext = { decisionId: "p", now: new Date("2030-01-01T00:00:00Z"), facts: {} };
   try {
     const g = await h.handler(req, ctx);
     return { kind: "allow", grant: validate ? validateGrant(g, req, { accounts: ["APP"] }) : g };

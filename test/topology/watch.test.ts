@@ -43,7 +43,7 @@ function result(
         ? { kind: "allow", grant: { account: "APP" } }
         : { kind: "deny", reason: "bad_credentials", code: "auth_denied" },
     request,
-    meta: {},
+    facts: {},
     timings: { decode_us: 0, handler_us: 0, sign_us: 0, total_us: 0 },
   };
 }
@@ -90,7 +90,7 @@ test("bounded memory, and a malformed result never throws", () => {
   w.observe({
     decisionId: "x",
     outcome: { kind: "abort", reason: "r", code: "c" },
-    meta: {},
+    facts: {},
     timings: {},
   } as AuthResult);
   w.observe({ request: { server_id: null } } as unknown as AuthResult);

@@ -29,6 +29,7 @@ import {
 import { createPolicyEngine } from "../../src/policy/handler.js";
 import { SMOKE_REQUEST } from "../../src/policy/input.js";
 import type { AuthorizationRequest, Grant } from "../../src/types.js";
+import type { DecisionFacts } from "../../src/callout/facts.js";
 import { buildWasmFixture, skipWithoutOpa } from "../support/index.js";
 
 /** The smoke request reduced to alice with a password and no other client strings, plus `o`. */
@@ -371,7 +372,7 @@ describe("checkInjection", () => {
 });
 
 describe("policyHandler wiring (real opa build)", { skip: skipWithoutOpa }, () => {
-  test("probes run on the request's snapshot; ctx.meta keeps the real input and decision, plus the probe count", async () => {
+  test("probes run on the request's snapshot; ctx.facts keeps the real input and decision, plus the probe count", async () => {
     const rego = `package naive
 
 import rego.v1
@@ -386,15 +387,15 @@ decision := {"allow": true, "account": "APP", "pub": {"allow": [sprintf("u.%s.>"
       const ctx = () => ({
         decisionId: "d",
         now: new Date("2030-01-01T00:00:00Z"),
-        meta: {} as Record<string, unknown>,
+        facts: {} as DecisionFacts,
       });
       const ok = ctx();
       assert.deepEqual(await h.handler(request({ connect_opts: { name: "Svc", lang: "nats.js" } }), ok), {
         account: "APP",
         pub: { allow: ["u.svc.>"] },
       });
-      assert.deepEqual(ok.meta.injection, { fields: ["connect_opts.lang"], probes: 1 });
-      assert.equal((ok.meta.input as { connect_opts: { lang: string } }).connect_opts.lang, "nats.js");
+      assert.deepEqual(ok.facts.injection, { fields: ["connect_opts.lang"], probes: 1 });
+      assert.equal((ok.facts.input as { connect_opts: { lang: string } }).connect_opts.lang, "nats.js");
       const bad = ctx();
       await assert.rejects(
         async () => h.handler(request({ connect_opts: { name: "ALICE.*", lang: "nats.js" } }), bad),
@@ -403,8 +404,8 @@ decision := {"allow": true, "account": "APP", "pub": {"allow": [sprintf("u.%s.>"
           e.code === "subject_injection" &&
           e.field === "connect_opts.name",
       );
-      assert.deepEqual((bad.meta.decision as { grant: Grant }).grant.pub, { allow: ["u.alice.*.>"] });
-      assert.equal((bad.meta.input as { connect_opts: { name: string } }).connect_opts.name, "ALICE.*");
+      assert.deepEqual((bad.facts.decision as { grant: Grant }).grant.pub, { allow: ["u.alice.*.>"] });
+      assert.equal((bad.facts.input as { connect_opts: { name: string } }).connect_opts.name, "ALICE.*");
     } finally {
       await h.close();
     }
@@ -418,17 +419,17 @@ describe("plain handlers", () => {
       pub: { allow: [`u.${r.connect_opts.name!.trim()}.>`] },
     }));
     assert.equal(isGuarded(h), true);
-    const meta: Record<string, unknown> = {};
+    const facts: DecisionFacts = {};
     await assert.rejects(
-      async () => h(request({ connect_opts: { name: " >" } }), { decisionId: "d", now: new Date(), meta }),
+      async () => h(request({ connect_opts: { name: " >" } }), { decisionId: "d", now: new Date(), facts }),
       (e: unknown) =>
         e instanceof DecisionShapeError && e.code === "subject_injection" && e.field === "connect_opts.name",
     );
-    assert.deepEqual(meta.injection, { fields: ["connect_opts.name"], probes: 2 });
+    assert.deepEqual(facts.injection, { fields: ["connect_opts.name"], probes: 2 });
     const ok = await h(request({ connect_opts: { name: "svc" } }), {
       decisionId: "d",
       now: new Date(),
-      meta: {},
+      facts: {},
     });
     assert.deepEqual(ok, { account: "APP", pub: { allow: ["u.svc.>"] } });
   });

@@ -18,7 +18,7 @@ import { resolveConfig } from "../../src/config.js";
 import { ConfigError, PolicyEvalError } from "../../src/errors.js";
 import { encodeJwt } from "../../src/callout/jwt.js";
 import { signerFromSeed } from "../../src/callout/keys.js";
-import { decisionRecordFromResult } from "../../src/cli/result.js";
+import { decisionRecordFromResult } from "../../src/decision-record.js";
 import type { ResultEvent } from "../../src/service.js";
 import { reportError } from "../../src/cli.js";
 
@@ -134,7 +134,7 @@ test("decision-log events for allow, deny, abort and faults carry no secret", ()
     const result: ResultEvent["result"] = {
       decisionId: "d",
       outcome: { kind: "deny", code: "auth_denied", reason: "bad_credentials" },
-      meta: { input: policyInput(), revision: "r1", eval_us: 5 },
+      facts: { input: policyInput(), revision: "r1", eval_us: 5 },
       timings: { decode_us: 1, handler_us: 2, sign_us: 3, total_us: 6 },
       request: req,
       ...over,
@@ -158,7 +158,7 @@ test("decision-log events for allow, deny, abort and faults carry no secret", ()
       error: new PolicyEvalError("policy evaluation failed", { cause: new Error(PASSWORD) }),
     }),
     // Without an input document (no policy ran): built from the request, masked just the same.
-    base({ meta: {} }),
+    base({ facts: {} }),
     base({
       outcome: { kind: "allow", grant: { account: "APP" } },
       issued: {

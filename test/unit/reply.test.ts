@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, renameSync, rmSync, statSync } from "node:fs
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deliveredOutcome } from "../../src/service.js";
-import { ReopenableFile } from "../../src/cli/logfile.js";
+import { ReopenableFile } from "../../src/logfile.js";
 import type { Outcome } from "../../src/types.js";
 
 const allow: Outcome = { kind: "allow", grant: { account: "APP" } };

@@ -203,7 +203,7 @@ describe("reason redaction uses it", () => {
     const allowAuth = createAuthorizer(
       { mode: "config", issuer: keys.issuer.signer, accounts: ["APP"] },
       (_rq, ctx) => {
-        ctx.meta.reason = `welcome ${TOKEN.slice(0, 10).toUpperCase()}`;
+        ctx.facts.reason = `welcome ${TOKEN.slice(0, 10).toUpperCase()}`;
         return { account: "APP" };
       },
     );

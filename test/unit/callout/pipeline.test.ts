@@ -60,7 +60,7 @@ describe("allow", () => {
         (rq, ctx) => {
           seen = ctx;
           assert.equal(rq.connect_opts.pass, PASSWORD);
-          ctx.meta.revision = "rev-1";
+          ctx.facts.revision = "rev-1";
           return { account: "APP", pub: { allow: ["app.alice.>"] } };
         },
         { sealed },
@@ -69,7 +69,7 @@ describe("allow", () => {
       assert.equal(r.decisionId, "dec-1");
       assert.equal(seen?.decisionId, "dec-1");
       assert.ok(seen?.now instanceof Date);
-      assert.equal(r.meta.revision, "rev-1");
+      assert.equal(r.facts.revision, "rev-1");
       assert.equal(r.request?.encrypted, sealed);
       if (sealed) assert.equal(new TextDecoder().decode(r.reply!.subarray(0, 4)), "xkv1");
       const { resp, user } = openReply(r, sealed);
@@ -99,7 +99,7 @@ describe("allow", () => {
   test("expiry is capped by maxExpirySeconds; allow reason comes from meta.reason", async () => {
     const { r } = await run(
       (_q, ctx) => {
-        ctx.meta.reason = "employee";
+        ctx.facts.reason = "employee";
         return { ...grantAlice, expires_in: 999_999 };
       },
       {},

@@ -2,7 +2,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createQueue, shedReporter, type ShedReason } from "../../../src/callout/queue.js";
 import { peekRequestTimes } from "../../../src/callout/decode.js";
-import { observeResult } from "../../../src/cli/result.js";
+import { observeResult } from "../../../src/decision-record.js";
 import { CalloutMetrics } from "../../../src/metrics.js";
 import type { ResultEvent } from "../../../src/service.js";
 import { CalloutError } from "../../../src/errors.js";
@@ -254,7 +254,7 @@ describe("shed requests in the metrics", () => {
           decisionId: "d",
           outcome,
           error: new CalloutError(code, "shed"),
-          meta: {},
+          facts: {},
           timings: { decode_us: 0, handler_us: 0, sign_us: 0, total_us: 0 },
         },
         outcome,

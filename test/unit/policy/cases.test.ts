@@ -85,7 +85,7 @@ async function runHandler(
 ): Promise<
   { kind: "allow"; grant: unknown; ctx: HandlerContext } | { kind: "deny" | "abort"; reason: string }
 > {
-  const ctx: HandlerContext = { decisionId: name, now, meta: {} };
+  const ctx: HandlerContext = { decisionId: name, now, facts: {} };
   try {
     const grant = await h.handler(req, ctx);
     return { kind: "allow", grant, ctx };
@@ -156,8 +156,8 @@ describe(
         if (got.kind === "allow") {
           const { allow: _allow, reason, ...grantFields } = c.expect;
           assert.deepEqual(got.grant, grantFields, "Grant handed to the service");
-          assert.equal(got.ctx.meta.reason, reason, "allow reason in meta");
-          assert.equal(got.ctx.meta.revision, active.revision);
+          assert.equal(got.ctx.facts.reason, reason, "allow reason in meta");
+          assert.equal(got.ctx.facts.revision, active.revision);
           // 3. The service's own checks (shape, allow-list, subject injection, src, connection type).
           let validated;
           try {

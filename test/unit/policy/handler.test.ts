@@ -1,6 +1,6 @@
 /**
  * The policy handler end to end in-process: store snapshot → input → wasm evaluation (real opa
- * build) → Grant / AuthError / AbortAuth, with the decision-log facts in ctx.meta.
+ * build) → Grant / AuthError / AbortAuth, with the decision-log facts in ctx.facts.
  */
 import assert from "node:assert/strict";
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -34,7 +34,7 @@ function req(user: string, pass: string): AuthorizationRequest {
   };
 }
 function ctx(now = new Date("2030-01-01T00:00:00Z")): HandlerContext {
-  return { decisionId: "d-1", now, meta: {} };
+  return { decisionId: "d-1", now, facts: {} };
 }
 const common = { capabilities: CAPABILITIES, opaBin: OPA_BIN ?? "opa", watch: false } as const;
 
@@ -57,14 +57,14 @@ describe("policyHandler", { skip: skipWithoutOpa }, () => {
       sub: { allow: ["app.>", "_INBOX.>"] },
       expires_in: 3600,
     });
-    assert.equal(c.meta.revision, h.store.current().revision);
-    assert.match(String(c.meta.revision), /^[0-9a-f]{16}$/);
-    assert.equal(c.meta.entrypoint, "nats/authz/decision");
-    assert.equal(typeof c.meta.eval_us, "number");
-    assert.ok((c.meta.eval_us as number) >= 0);
-    assert.equal((c.meta.input as { version: number }).version, 1);
-    assert.equal((c.meta.decision as { kind: string }).kind, "allow");
-    assert.equal(c.meta.reason, "password_ok");
+    assert.equal(c.facts.revision, h.store.current().revision);
+    assert.match(String(c.facts.revision), /^[0-9a-f]{16}$/);
+    assert.equal(c.facts.entrypoint, "nats/authz/decision");
+    assert.equal(typeof c.facts.eval_us, "number");
+    assert.ok((c.facts.eval_us as number) >= 0);
+    assert.equal((c.facts.input as { version: number }).version, 1);
+    assert.equal((c.facts.decision as { kind: string }).kind, "allow");
+    assert.equal(c.facts.reason, "password_ok");
   });
 
   test("deny → AuthError with the policy's reason", async () => {
@@ -73,7 +73,7 @@ describe("policyHandler", { skip: skipWithoutOpa }, () => {
       async () => h.handler(req("alice", "wrong"), c),
       (err: unknown) => err instanceof AuthError && err.message === "not_authorized",
     );
-    assert.equal((c.meta.decision as { kind: string }).kind, "deny");
+    assert.equal((c.facts.decision as { kind: string }).kind, "deny");
   });
 
   test("abort → AbortAuth", async () => {

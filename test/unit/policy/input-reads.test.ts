@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import type { HandlerContext } from "../../../src/callout/pipeline.js";
+import type { DecisionFacts, HandlerContext } from "../../../src/callout/pipeline.js";
 import { CalloutError } from "../../../src/errors.js";
 import { inputReads, mayRead } from "../../../src/policy/input-reads.js";
 import { buildInput, SMOKE_REQUEST } from "../../../src/policy/input.js";
@@ -63,11 +63,11 @@ function request(opts: Record<string, unknown>): AuthorizationRequest {
 async function decide(
   h: PolicyEngineHandle,
   req: AuthorizationRequest,
-): Promise<{ ok: true; meta: Record<string, unknown>; pub: string[] } | { ok: false; code: string }> {
-  const ctx: HandlerContext = { decisionId: "t", now: new Date("2030-01-01T00:00:00Z"), meta: {} };
+): Promise<{ ok: true; facts: DecisionFacts; pub: string[] } | { ok: false; code: string }> {
+  const ctx: HandlerContext = { decisionId: "t", now: new Date("2030-01-01T00:00:00Z"), facts: {} };
   try {
     const g = await h.handler(req, ctx);
-    return { ok: true, meta: ctx.meta, pub: g.pub?.allow ?? [] };
+    return { ok: true, facts: ctx.facts, pub: g.pub?.allow ?? [] };
   } catch (err) {
     if (err instanceof CalloutError) return { ok: false, code: err.code };
     throw err;
@@ -181,7 +181,7 @@ describe(
       ]);
       const honest = await decide(h, request({ version: "2.29.1", lang: "nats.js" }));
       assert.ok(honest.ok);
-      assert.equal(honest.meta.injection, undefined, "no probe evaluation");
+      assert.equal(honest.facts.injection, undefined, "no probe evaluation");
       assert.deepEqual(honest.pub, ["out.alice"]);
       assert.deepEqual(await decide(h, request({ user: "a.*", version: "2.29.1" })), {
         ok: false,

@@ -11,7 +11,7 @@ import { after, describe, it } from "node:test";
 import { createAccount } from "@nats-io/nkeys";
 import { CONFIG_FIELDS, resolveConfig, type ServiceConfig } from "../../../src/config.js";
 import { ConfigError } from "../../../src/errors.js";
-import { openPolicy } from "../../../src/cli/policy.js";
+import { openPolicy } from "../../../src/policy/open.js";
 import { POOL_DEFAULTS } from "../../../src/policy/limits.js";
 import { FIXTURES, OPA_BIN, skipWithoutOpa } from "../../support/index.js";
 

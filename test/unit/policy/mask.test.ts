@@ -1,7 +1,7 @@
 /**
  * The policy-controlled decision-log mask (policy.mask_entrypoint) end to end in-process: a real fixture compiled
  * with `opa build -e decision -e mask` (test/fixtures/policies/mask), the handler's snapshot evaluator, the
- * record mapping (src/cli/result.ts), policyMask and the decision log. Paths the rule names are blanked, the
+ * record mapping (src/decision-record.ts), policyMask and the decision log. Paths the rule names are blanked, the
  * built-in secret masks always apply, a failing or malformed mask drops the input, and the mask runs on the
  * snapshot that made the decision even across a reload.
  */
@@ -11,15 +11,15 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { MASK, applyMaskOps, createDecisionLog, type DecisionEvent } from "../../../src/audit.js";
-import { decisionRecordFromResult } from "../../../src/cli/result.js";
-import { openPolicy } from "../../../src/cli/policy.js";
+import { decisionRecordFromResult } from "../../../src/decision-record.js";
+import { openPolicy } from "../../../src/policy/open.js";
 import { PolicyLoadError } from "../../../src/errors.js";
 import { createPolicyEngine, policyHandler, type PolicyEngineHandle } from "../../../src/policy/handler.js";
 import { SMOKE_REQUEST } from "../../../src/policy/input.js";
 import { policyMask, toMaskOps } from "../../../src/policy/mask.js";
 import type { ResultEvent } from "../../../src/service.js";
 import type { AuthorizationRequest, Outcome } from "../../../src/types.js";
-import type { Handler } from "../../../src/callout/pipeline.js";
+import type { DecisionFacts, Handler } from "../../../src/callout/pipeline.js";
 import { CAPABILITIES, FIXTURES, OPA_BIN, buildWasmFixture, skipWithoutOpa } from "../../support/index.js";
 
 const MASK_EP = "nats/authz/mask";
@@ -49,11 +49,11 @@ function req(user: string, pass: string): AuthorizationRequest {
 /** Run the handler like the pipeline does and map the result like `serve` does. */
 async function decide(handler: Handler, user: string, pass: string): Promise<ResultEvent> {
   const r = req(user, pass);
-  const meta: Record<string, unknown> = {};
+  const facts: DecisionFacts = {};
   const now = new Date("2030-01-01T00:00:00Z");
   let outcome: Outcome;
   try {
-    outcome = { kind: "allow", grant: await handler(r, { decisionId: "d", now, meta }) };
+    outcome = { kind: "allow", grant: await handler(r, { decisionId: "d", now, facts }) };
   } catch (e) {
     outcome = { kind: "deny", code: "auth_denied", reason: (e as Error).message };
   }
@@ -68,7 +68,7 @@ async function decide(handler: Handler, user: string, pass: string): Promise<Res
       decisionId: `d-${user}`,
       outcome,
       request: r,
-      meta,
+      facts,
       timings: { decode_us: 0, handler_us: 0, sign_us: 0, total_us: 0 },
     },
   };
@@ -104,10 +104,10 @@ describe("policy decision-log mask", { skip: skipWithoutOpa }, () => {
   test("the module exports both entrypoints; the handler exposes an evaluator only when asked", async () => {
     assert.deepEqual(h.store.current().policy.entrypoints, ["nats/authz/decision", MASK_EP]);
     const ev = await decide(h.handler, "alice", PASS);
-    assert.equal(typeof ev.result.meta.evaluate, "function");
-    assert.ok(!JSON.stringify(ev.result.meta).includes("evaluate"), "the evaluator is never serialised");
+    assert.equal(typeof ev.result.facts.evaluate, "function");
+    assert.ok(!JSON.stringify(ev.result.facts).includes("evaluate"), "the evaluator is never serialised");
     const plain = await decide(policyHandler(h.store), "alice", PASS);
-    assert.equal(plain.result.meta.evaluate, undefined);
+    assert.equal(plain.result.facts.evaluate, undefined);
     assert.equal(plain.result.outcome.kind, "allow");
   });
 
@@ -189,7 +189,7 @@ describe("policy decision-log mask", { skip: skipWithoutOpa }, () => {
     // Without an evaluator (no policy decided it, e.g. a dropped request) the rule has no result: everything the
     // client supplied is blanked, the server's facts stay ...
     const dropped = await decide(h.handler, "alice", PASS);
-    dropped.result.meta = {};
+    dropped.result.facts = {};
     dropped.dropped = "queue_full";
     const d = c.record(dropped);
     assert.equal(d.input_dropped, undefined);

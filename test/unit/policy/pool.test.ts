@@ -3,7 +3,7 @@
  * policy into a quadratic path (or a 300 MB sprintf) is denied with policy_timeout while other logins keep
  * being allowed, with 0 failures; a worker killed mid-evaluation fails only its request and is replaced;
  * a data document above the ceiling is a clear reload error while the last good revision keeps serving;
- * evaluation faults carry their cause (OPA's text and file:line) into ctx.meta and the log, scrubbed of
+ * evaluation faults carry their cause (OPA's text and file:line) into ctx.facts and the log, scrubbed of
  * credentials. Nothing here asserts speed: the slow paths run for seconds, far past the deadline.
  */
 import assert from "node:assert/strict";
@@ -19,7 +19,7 @@ import { createPolicyEngine, type PolicyEngineHandle } from "../../../src/policy
 import { SMOKE_REQUEST } from "../../../src/policy/input.js";
 import type { AuthorizationRequest, Grant } from "../../../src/types.js";
 import { buildDecisionEvent } from "../../../src/audit.js";
-import { decisionRecordFromResult } from "../../../src/cli/result.js";
+import { decisionRecordFromResult } from "../../../src/decision-record.js";
 import type { ResultEvent } from "../../../src/service.js";
 import {
   until,
@@ -61,7 +61,7 @@ function req(user: string, pass: string): AuthorizationRequest {
 }
 
 function ctx(id = "d"): HandlerContext {
-  return { decisionId: id, now: new Date(), meta: {} };
+  return { decisionId: id, now: new Date(), facts: {} };
 }
 
 /** A logger that keeps every line. */
@@ -165,7 +165,7 @@ describe("bounded evaluation (worker pool)", { skip: skipWithoutOpa }, () => {
     assert.ok(busy);
     await busy.worker.terminate();
     assert.equal(await slow, "policy_eval_error");
-    assert.match(String((c.meta.eval_error as { message: string }).message), /worker exited/);
+    assert.match(String((c.facts.eval_error as { message: string }).message), /worker exited/);
     await until(() => pool.stats().ready === 2, "the replacement worker");
     assert.equal(pool.stats().replaced, replacedBefore + 1);
     const replacedLine = logger.lines.filter((l) => l.obj.event === "policy_worker_replaced").at(-1);
@@ -183,13 +183,13 @@ describe("bounded evaluation (worker pool)", { skip: skipWithoutOpa }, () => {
       async () => h.handler(r, c),
       (e: unknown) => e instanceof PolicyTimeoutError && /request expired/.test(e.message),
     );
-    assert.equal((c.meta.eval_error as { code: string }).code, "policy_timeout");
+    assert.equal((c.facts.eval_error as { code: string }).code, "policy_timeout");
   });
 
   test("faults carry their cause: conflicting outputs with file:line, strict builtin errors, YAML alias bombs", async () => {
     const conflict = ctx("conflict");
     assert.equal(await outcome(h, "conflict", "x", conflict), "policy_eval_error");
-    const e = conflict.meta.eval_error as { code: string; message: string; file?: string; line?: number };
+    const e = conflict.facts.eval_error as { code: string; message: string; file?: string; line?: number };
     assert.equal(e.code, "policy_eval_error");
     assert.match(e.message, /authz\.rego:\d+:\d+: .*conflict/);
     assert.equal(e.file, "authz.rego");
@@ -197,7 +197,7 @@ describe("bounded evaluation (worker pool)", { skip: skipWithoutOpa }, () => {
 
     const hex = ctx("hex");
     assert.equal(await outcome(h, "hex", "zz", hex), "policy_eval_error");
-    assert.match((hex.meta.eval_error as { message: string }).message, /builtin hex\.decode: invalid byte/);
+    assert.match((hex.facts.eval_error as { message: string }).message, /builtin hex\.decode: invalid byte/);
 
     // A billion-laughs document: the JS builtin fails (or its result cannot be serialised); never a silent pass.
     const bomb =
@@ -205,14 +205,14 @@ describe("bounded evaluation (worker pool)", { skip: skipWithoutOpa }, () => {
     const yaml = ctx("yaml");
     const y = await outcome(h, "yaml", bomb, yaml);
     assert.match(String(y), /^policy_(eval_error|timeout)$/);
-    assert.ok(typeof yaml.meta.eval_error === "object");
+    assert.ok(typeof yaml.facts.eval_error === "object");
 
     // The fault's text reaches the log, scrubbed: the credential is never quoted (JS's RegExp error quotes
     // the pattern, here the password).
     const secret = "secret-(pattern";
     const leak = ctx("leak");
     assert.equal(await outcome(h, "split", secret, leak), "policy_eval_error");
-    const msg = (leak.meta.eval_error as { message: string }).message;
+    const msg = (leak.facts.eval_error as { message: string }).message;
     assert.ok(!msg.includes(secret), msg);
     assert.match(msg, /SyntaxError: Invalid regular expression: \/\[REDACTED\]\//);
     const line = logger.lines.find(
@@ -247,7 +247,7 @@ describe("bounded evaluation (worker pool)", { skip: skipWithoutOpa }, () => {
             decisionId: "event",
             outcome: { kind: "deny", code: "policy_eval_error", reason: "policy_eval_error" },
             request: r,
-            meta: c.meta,
+            facts: c.facts,
             timings: { decode_us: 0, handler_us: 0, sign_us: 0, total_us: 0 },
           },
         } as ResultEvent,

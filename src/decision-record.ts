@@ -3,12 +3,9 @@
  * what the client got (`ev.outcome`: an allow or deny only when its reply reached the server in time), never just
  * what was decided; the decided outcome rides along as `decided` when the two differ.
  */
-import type { DecisionRecord, EvalErrorInfo, IssuedEvent, SnapshotEvaluator } from "../audit.js";
-import type { CalloutMetrics, DecisionSample } from "../metrics.js";
-import type { ResultEvent } from "../service.js";
-
-const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
-const num = (v: unknown): number | undefined => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
+import type { DecisionRecord, IssuedEvent } from "./audit.js";
+import type { CalloutMetrics, DecisionSample } from "./metrics.js";
+import type { ResultEvent } from "./service.js";
 
 /** The metric/log code of a result: "ok" for allows, else the outcome's code. */
 export function resultCode(ev: ResultEvent): string {
@@ -26,10 +23,10 @@ export function decisionSampleFromResult(ev: ResultEvent, entrypoint: string): D
     total_us: ev.result.timings.total_us + ev.queue_us + (ev.reply_us ?? 0),
   };
   if (ev.result.issued) s.account = ev.result.issued.account; // labelled only if allow-listed (metrics.ts)
-  const evalUs = num(ev.result.meta.eval_us);
+  const evalUs = ev.result.facts.eval_us;
   if (evalUs !== undefined) {
     s.eval_us = evalUs;
-    s.entrypoint = str(ev.result.meta.entrypoint) ?? entrypoint;
+    s.entrypoint = ev.result.facts.entrypoint ?? entrypoint;
   }
   return s;
 }
@@ -47,14 +44,14 @@ export function observeResult(metrics: CalloutMetrics, ev: ResultEvent, entrypoi
 export function decisionRecordFromResult(ev: ResultEvent, entrypoint: string): DecisionRecord {
   const r = ev.result;
   const o = ev.outcome;
-  const meta = r.meta;
+  const facts = r.facts;
   const rec: DecisionRecord = {
     decisionId: ev.decisionId,
     receivedAt: ev.receivedAt,
     outcome: o.kind,
     timings: {
       decode_us: r.timings.decode_us,
-      eval_us: num(meta.eval_us) ?? r.timings.handler_us,
+      eval_us: facts.eval_us ?? r.timings.handler_us,
       sign_us: r.timings.sign_us,
       total_us: r.timings.total_us + ev.queue_us + (ev.reply_us ?? 0),
     },
@@ -67,7 +64,7 @@ export function decisionRecordFromResult(ev: ResultEvent, entrypoint: string): D
     rec.decided = { outcome: d.kind, code: d.kind === "allow" ? "ok" : d.code };
   if (o.kind === "allow") {
     rec.code = "ok";
-    const reason = o.reason ?? str(meta.reason);
+    const reason = o.reason ?? facts.reason;
     if (reason !== undefined) rec.reason = reason;
   } else {
     rec.code = o.code;
@@ -76,14 +73,12 @@ export function decisionRecordFromResult(ev: ResultEvent, entrypoint: string): D
   if (ev.error !== undefined || (o.kind !== "allow" && !["auth_denied", "auth_aborted"].includes(o.code))) {
     rec.error = true;
   }
-  if (typeof meta.eval_error === "object" && meta.eval_error !== null)
-    rec.eval_error = meta.eval_error as EvalErrorInfo;
-  const revision = str(meta.revision);
-  if (revision !== undefined) rec.revision = revision;
-  rec.entrypoint = str(meta.entrypoint) ?? entrypoint;
-  if (meta.input !== undefined) rec.input = meta.input;
+  if (facts.eval_error !== undefined) rec.eval_error = facts.eval_error;
+  if (facts.revision !== undefined) rec.revision = facts.revision;
+  rec.entrypoint = facts.entrypoint ?? entrypoint;
+  if (facts.input !== undefined) rec.input = facts.input;
   // Set by the policy handler only when a mask entrypoint is configured: the mask runs on the deciding snapshot.
-  if (typeof meta.evaluate === "function") rec.evaluate = meta.evaluate as SnapshotEvaluator;
+  if (facts.evaluate !== undefined) rec.evaluate = facts.evaluate;
   if (r.request) rec.request = r.request;
   if (r.issued) {
     const i = r.issued;
