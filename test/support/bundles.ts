@@ -8,7 +8,8 @@
  *   held until the bundle changes or the wait ends), bearer-token auth, mutual TLS.
  */
 import { execFileSync } from "node:child_process";
-import { createHash, generateKeyPairSync } from "node:crypto";
+import { createHash } from "node:crypto";
+import { keyPair } from "./keys.js";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
@@ -71,13 +72,10 @@ export function opaBundle(o: OpaBundleOptions = {}): Buffer {
 
 /** A fresh RSA or EC key pair: the private key as a PEM file (for opa), the public key as PEM text. */
 export function pemPair(type: "rsa" | "ec"): { privPath: string; pub: string } {
-  const kp =
-    type === "rsa"
-      ? generateKeyPairSync("rsa", { modulusLength: 2048 })
-      : generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const kp = keyPair(type === "rsa" ? { rsa: 2048 } : { ec: "P-256" });
   const privPath = path.join(tmpDir("bundle-key-"), "key.pem");
-  writeFileSync(privPath, kp.privateKey.export({ type: "pkcs8", format: "pem" }));
-  return { privPath, pub: kp.publicKey.export({ type: "spki", format: "pem" }).toString() };
+  writeFileSync(privPath, kp.priv.export({ type: "pkcs8", format: "pem" }));
+  return { privPath, pub: kp.pub.export({ type: "spki", format: "pem" }).toString() };
 }
 
 export interface TestPki {

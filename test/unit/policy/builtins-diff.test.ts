@@ -9,21 +9,22 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import {
-  createHmac,
-  createPublicKey,
-  generateKeyPairSync,
-  sign as cryptoSign,
-  constants,
-  type KeyObject,
-} from "node:crypto";
+import { createHmac, createPublicKey, sign as cryptoSign, constants, type KeyObject } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { before, describe, test } from "node:test";
 import { readBundle } from "../../../src/policy/bundle.js";
 import { PolicyEngine } from "../../../src/policy/engine.js";
-import { FIXTURES, buildWasmFixture, jsonWithBigInts, opaEval, skipWithoutOpa } from "../../support/index.js";
+import {
+  FIXTURES,
+  buildWasmFixture,
+  jsonWithBigInts,
+  keyPair,
+  opaEval,
+  skipWithoutOpa,
+  type AsymmetricKeySpec,
+} from "../../support/index.js";
 
 const FIXTURE = path.join(FIXTURES, "builtins-diff", "diff.rego");
 
@@ -32,17 +33,21 @@ const FIXTURE = path.join(FIXTURES, "builtins-diff", "diff.rego");
 const b64u = (b: Buffer | string): string => Buffer.from(b).toString("base64url");
 
 function rsaKeys(): { priv: KeyObject; pub: KeyObject } {
-  const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
-  return { priv: privateKey, pub: publicKey };
+  return keyPair({ rsa: 2048 });
+}
+/** generateKeyPairSync's shape, from test/support's keyPair (openssl: no node:crypto key-generation job to hang on). */
+function generated(spec: AsymmetricKeySpec): { privateKey: KeyObject; publicKey: KeyObject } {
+  const k = keyPair(spec);
+  return { privateKey: k.priv, publicKey: k.pub };
 }
 const rsa = rsaKeys();
 const rsa2 = rsaKeys();
-const ec256 = generateKeyPairSync("ec", { namedCurve: "P-256" });
-const ec384 = generateKeyPairSync("ec", { namedCurve: "P-384" });
-const ec521 = generateKeyPairSync("ec", { namedCurve: "P-521" });
-const ec256b = generateKeyPairSync("ec", { namedCurve: "P-256" });
-const ed = generateKeyPairSync("ed25519");
-const ed2 = generateKeyPairSync("ed25519");
+const ec256 = generated({ ec: "P-256" });
+const ec384 = generated({ ec: "P-384" });
+const ec521 = generated({ ec: "P-521" });
+const ec256b = generated({ ec: "P-256" });
+const ed = generated("ed25519");
+const ed2 = generated("ed25519");
 
 const pem = (k: KeyObject): string => k.export({ type: "spki", format: "pem" }) as string;
 const jwk = (k: KeyObject, extra: Record<string, string> = {}): Record<string, unknown> => ({
