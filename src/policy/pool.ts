@@ -29,6 +29,7 @@ import { mib, scrubFault } from "./faults.js";
 import type { InputPath } from "./input-reads.js";
 import { POOL_DEFAULTS } from "./limits.js";
 import type { WasmModule } from "./wasm.js";
+import { finishedMark } from "./finished-mark.js";
 import type { WireOutcome, WorkerInit, WorkerJob, WorkerMessage } from "./worker.js";
 
 export { POOL_DEFAULTS };
@@ -81,6 +82,8 @@ interface Slot {
   memoryBytes: number;
   /** Set when the pool ended this worker on purpose (timeout, replace, close). */
   ending: boolean;
+  /** The worker's "job finished" mark (WorkerInit.finished). */
+  finished: Int32Array;
   lastError?: Error;
 }
 
@@ -192,7 +195,7 @@ export class EvaluatorPool {
     const ok = settled as PromiseFulfilledResult<Spawned>[];
     const first = (ok[0] as (typeof ok)[0]).value.ready;
     const pool = new EvaluatorPool(init, first, opts);
-    for (const [index, s] of ok.entries()) pool.adopt(index, s.value.worker, s.value.ready.memoryBytes);
+    for (const [index, s] of ok.entries()) pool.adopt(index, s.value);
     return pool;
   }
 
@@ -209,9 +212,12 @@ export class EvaluatorPool {
     return this.closed;
   }
 
-  /** The worker threads and whether each is evaluating now (tests terminate one to prove recovery). @internal */
-  workers(): readonly { worker: Worker; busy: boolean }[] {
-    return this.slots.map((s) => ({ worker: s.worker, busy: s.job !== undefined }));
+  /**
+   * The worker threads, whether each is evaluating now, and the id mark of the last job each finished (tests terminate
+   * one to prove recovery, or wait for a job to finish without the event loop). @internal
+   */
+  workers(): readonly { worker: Worker; busy: boolean; finished: Int32Array }[] {
+    return this.slots.map((s) => ({ worker: s.worker, busy: s.job !== undefined, finished: s.finished }));
   }
 
   stats(): {
@@ -330,8 +336,15 @@ export class EvaluatorPool {
     void this.close();
   }
 
-  private adopt(index: number, worker: Worker, memoryBytes: number): void {
-    const slot: Slot = { index, worker, ready: true, memoryBytes, ending: false };
+  private adopt(index: number, s: Spawned): void {
+    const slot: Slot = {
+      index,
+      worker: s.worker,
+      ready: true,
+      memoryBytes: s.ready.memoryBytes,
+      ending: false,
+      finished: s.finished,
+    };
     this.slots[index] = slot;
     this.listen(slot);
   }
@@ -406,9 +419,18 @@ export class EvaluatorPool {
     }
   }
 
-  /** A job outlived timeoutMs: deny it, end the worker, start another. */
+  /**
+   * A job outlived timeoutMs: deny it, end the worker, start another. Unless the worker has already finished it: the
+   * timer runs on the main thread, and after a busy stretch there (a burst of requests after a reconnect) it can fire
+   * before the worker's answer, queued behind it, is read. Killing then would throw away a good answer and a loaded
+   * worker (reloading the data costs seconds) exactly when capacity is short.
+   */
   private kill(slot: Slot, job: Job): void {
     if (slot.job !== job) return;
+    if (Atomics.load(slot.finished, 0) === finishedMark(job.id)) {
+      slot.killTimer = undefined;
+      return; // the result message is on its way and settles the job
+    }
     this.timeouts++;
     this.logger?.warn(
       {
@@ -443,15 +465,7 @@ export class EvaluatorPool {
   }
 
   private install(index: number, s: Spawned, from: string): void {
-    const fresh: Slot = {
-      index,
-      worker: s.worker,
-      ready: true,
-      memoryBytes: s.ready.memoryBytes,
-      ending: false,
-    };
-    this.slots[index] = fresh;
-    this.listen(fresh);
+    this.adopt(index, s);
     this.logger?.info(
       { event: "policy_worker_replaced", revision: this.revision, thread_id: s.worker.threadId, from },
       "policy evaluation worker replaced",
@@ -505,14 +519,16 @@ export class EvaluatorPool {
   }
 }
 
-type Spawned = { worker: Worker; ready: Extract<WorkerMessage, { type: "ready" }> };
+type Spawned = { worker: Worker; ready: Extract<WorkerMessage, { type: "ready" }>; finished: Int32Array };
 
 /** Start one worker and wait for its "ready"; rejects with PolicyLoadError. */
 function spawn(init: WorkerInit): Promise<Spawned> {
   return new Promise((resolve, reject) => {
     let worker: Worker;
+    const finished = new Int32Array(new SharedArrayBuffer(4));
+    Atomics.store(finished, 0, -1);
     try {
-      worker = newWorker(init);
+      worker = newWorker({ ...init, finished: finished.buffer as SharedArrayBuffer });
     } catch (err) {
       reject(new PolicyLoadError(`cannot start a policy worker: ${(err as Error).message}`, { cause: err }));
       return;
@@ -523,7 +539,7 @@ function spawn(init: WorkerInit): Promise<Spawned> {
         cleanup();
         // An idle worker must not keep the process alive; a busy one does (see dispatch).
         worker.unref();
-        resolve({ worker, ready: msg });
+        resolve({ worker, ready: msg, finished });
       } else if (msg.type === "load_error") {
         cleanup();
         void worker.terminate();

@@ -9,6 +9,7 @@
  * logs; fault texts go back to the pool, which scrubs them before they reach a log line.
  */
 import { parentPort, workerData } from "node:worker_threads";
+import { finishedMark } from "./finished-mark.js";
 import { CalloutError, PolicyEvalError, PolicyLoadError } from "../errors.js";
 import { PolicyEngine, type MemoryLimits } from "./engine.js";
 import { describeEvalFault, faultText } from "./faults.js";
@@ -20,6 +21,12 @@ export interface WorkerInit {
   data: ArrayBuffer;
   memory: Required<MemoryLimits>;
   strictBuiltinErrors: boolean;
+  /**
+   * One Int32 the worker sets to `finishedMark(job.id)` once a job's outcomes are complete, before posting them: the
+   * pool's timeout (a timer on the main thread, which may run late and ahead of the queued result) reads it to tell a
+   * job still running from one whose answer is already on its way. Set per worker by spawn().
+   */
+  finished?: SharedArrayBuffer;
 }
 
 export interface WorkerJob {
@@ -56,6 +63,7 @@ async function main(): Promise<void> {
   const port = parentPort;
   if (!port) throw new Error("policy worker: not started as a worker thread");
   const init = workerData as WorkerInit;
+  const finished = init.finished ? new Int32Array(init.finished) : undefined;
   let engine: PolicyEngine;
   try {
     engine = await PolicyEngine.load(init.module, init.data, {
@@ -82,6 +90,7 @@ async function main(): Promise<void> {
       }
     }
     const msg: WorkerMessage = { type: "result", id: job.id, outcomes, memoryBytes: engine.memoryBytes() };
+    if (finished) Atomics.store(finished, 0, finishedMark(job.id));
     port.postMessage(msg);
   });
   const ready: WorkerMessage = {

@@ -175,6 +175,32 @@ describe("bounded evaluation (worker pool)", { skip: skipWithoutOpa }, () => {
     assert.equal(exit?.level, "error");
   });
 
+  test("a finished job is not a timeout when the main thread was too busy to read its answer in time", async () => {
+    const h = await createPolicyEngine({ dir: policyDir(), ...common, workers: 1, evalTimeoutMs: 100 });
+    try {
+      const pool = h.store.current().policy;
+      const cell = pool.workers()[0]!.finished;
+      const before = Atomics.load(cell, 0);
+      const answer = pool.evaluate({ connect_opts: { user: "ok-1", pass: PASSWORD } }, "nats/authz/decision");
+      // Block the main thread, as a burst of requests does, until the worker has finished the job and the 100 ms kill
+      // timer is long overdue. Blocking in a check-phase callback (setImmediate) makes the event loop run its timers
+      // before it next polls for the worker's answer, as after a busy stretch of socket reads in the service.
+      await new Promise<void>((resolve) =>
+        setImmediate(() => {
+          while (Atomics.load(cell, 0) === before) Atomics.wait(cell, 0, before, 10);
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+          resolve();
+        }),
+      );
+      const r = await answer;
+      assert.equal((r.result as { allow?: boolean }).allow, true);
+      assert.equal(pool.stats().timeouts, 0, "no timeout counted");
+      assert.equal(pool.stats().replaced, 0, "the worker was not replaced");
+    } finally {
+      await h.close();
+    }
+  });
+
   test("the request's own expiry bounds the answer, even below the evaluation timeout", async () => {
     const r = req("slow", "x");
     r.expires_at = Math.floor(Date.now() / 1000); // expires at the end of this second
