@@ -249,6 +249,15 @@ export async function reconnectBench(opts: {
       for (const d of drivers) await d.stop();
       await service?.stop();
       await server?.stop();
+      if (service && target !== "go-callout") {
+        // What the service warned about during the run (policy timeouts, worker replacements, shedding), by message.
+        const lines: Record<string, number> = {};
+        for (const l of service.output().split("\n")) {
+          const msg = /"msg":"([^"]+)"/.exec(l)?.[1];
+          if (msg) lines[msg] = (lines[msg] ?? 0) + 1;
+        }
+        log(`  ${target}: service log lines ${JSON.stringify(lines)}`);
+      }
     }
   }
   return { clients, per_process: perProcess, ...(capped ? { capped } : {}), runs };
