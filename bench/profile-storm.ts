@@ -34,6 +34,8 @@ const { values: args } = parseArgs({
     "node-args": { type: "string", default: "" },
     /** Only the per-thread CPU, no --cpu-prof (whose sampler threads cost CPU too). */
     "no-prof": { type: "boolean", default: false },
+    /** policy.eval_workers of the service (default: the service's). */
+    workers: { type: "string" },
   },
 });
 
@@ -131,6 +133,7 @@ async function main(): Promise<void> {
     logLevel: "warn",
     decisionLog: args.shipped ? join(work, "decisions.jsonl") : "off",
     ...(args.shipped ? { maskEntrypoint: "nats/authz/mask" } : {}),
+    ...(args.workers ? { evalWorkers: Number(args.workers) } : {}),
     nodeArgs: [
       ...(args["no-prof"] ? [] : ["--cpu-prof", "--cpu-prof-dir", profDir]),
       ...(args["node-args"] ? args["node-args"].split(" ") : []),

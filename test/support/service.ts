@@ -46,6 +46,8 @@ export interface OursOptions extends PeerOptions {
   metricsPort?: number;
   /** policy.eval_timeout_ms (default: the service's). */
   evalTimeoutMs?: number;
+  /** policy.eval_workers (default: the service's). */
+  evalWorkers?: number;
 }
 
 export interface OursChild extends Child {
@@ -76,6 +78,7 @@ export async function startOurs(o: OursOptions): Promise<OursChild> {
       ...(o.maskEntrypoint ? { mask_entrypoint: o.maskEntrypoint } : {}),
       opa_binary: OPA_BIN ?? join(REPO, ".tools", "bin", "opa"),
       ...(o.evalTimeoutMs !== undefined ? { eval_timeout_ms: o.evalTimeoutMs } : {}),
+      ...(o.evalWorkers !== undefined ? { eval_workers: o.evalWorkers } : {}),
     },
     log: { level: o.logLevel ?? "info", format: "json" },
     decision_log: { destination: o.decisionLog ?? "off" },
