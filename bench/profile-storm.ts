@@ -4,7 +4,8 @@
  * a warm-up and a storm with bench/storm-go, stops the service (the profiles of the main thread and of
  * every evaluation worker are written on exit) and prints self time by function and by file.
  *
- *   node --import tsx bench/profile-storm.ts [--n 3000] [--shipped] [--top 40] [--no-prof] [--node-args "…"]
+ *   node --import tsx bench/profile-storm.ts [--n 3000] [--warmup 3000] [--shipped] [--workers N] [--top 40] [--no-prof]
+ *     [--node-args="…"]
  *
  * --shipped adds what `make run` ships: the decision log to a file and the policy mask. The profiles
  * stay in build/profile/ (open them in Chrome DevTools or speedscope for the call trees).
@@ -28,6 +29,8 @@ import {
 const { values: args } = parseArgs({
   options: {
     n: { type: "string", default: "3000" },
+    /** Logins before the measured storm (the JIT and the heap settle first; the profile covers both). */
+    warmup: { type: "string", default: "3000" },
     shipped: { type: "boolean", default: false },
     top: { type: "string", default: "40" },
     /** Extra node flags for the service, space-separated (e.g. "--max-semi-space-size=32"). */
@@ -152,7 +155,7 @@ async function main(): Promise<void> {
       users: 10_000,
     });
   try {
-    await storm(300);
+    await storm(Number(args.warmup));
     const c0 = procCpuSeconds(svc.pid);
     const t0 = threadCpu(svc.pid);
     const r = await storm(n);

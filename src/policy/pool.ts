@@ -3,6 +3,14 @@
  * each with its own wasm instance (the compiled WebAssembly.Module is shared; the data document is
  * copied into every instance). Evaluation never runs on the caller's event loop.
  *
+ * Hand-off: jobs are queued, and once per event-loop turn (setImmediate) the queue is shared out
+ * among the idle workers, one message of up to MAX_BATCH jobs each; a worker answers a message with
+ * one message. Waking a sleeping thread and reading its answer cost more than a small evaluation, so
+ * jobs that arrive together (one socket read of a connect storm, or while the workers were busy)
+ * share the wake-ups. A job handed over behind a slow one is withdrawn (./progress.ts) once that slow
+ * job has run STEAL_AFTER_MS, and goes to the next idle worker; the deadline (`timeoutMs`) counts from
+ * the moment the worker starts a job.
+ *
  * Outcomes of `evaluate` / `evaluateAll`:
  * - the entrypoint's value (undefined = undefined decision), or a PolicyEvalError carrying OPA's
  *   text and file:line (conflicting outputs, out of memory, strict builtin errors), scrubbed of the
@@ -29,7 +37,14 @@ import { mib, scrubFault } from "./faults.js";
 import type { InputPath } from "./input-reads.js";
 import { POOL_DEFAULTS } from "./limits.js";
 import type { WasmModule } from "./wasm.js";
-import { finishedMark } from "./finished-mark.js";
+import {
+  monotonicMs,
+  newProgress,
+  nextSeq,
+  runningJob,
+  withdrawUnclaimed,
+  type Progress,
+} from "./progress.js";
 import type { WireOutcome, WorkerInit, WorkerJob, WorkerMessage } from "./worker.js";
 
 export { POOL_DEFAULTS };
@@ -71,21 +86,43 @@ interface Job {
   settle: (v: EntrypointOutcome[] | Error) => void;
   done: boolean;
   answerTimer?: NodeJS.Timeout;
+  /** How often a worker that ended handed it back unanswered. */
+  handedBack?: number;
+}
+
+interface InFlight {
+  seq: number;
+  job: Job;
 }
 
 interface Slot {
   index: number;
   worker: Worker;
   ready: boolean;
-  job?: Job;
-  killTimer?: NodeJS.Timeout;
+  /** Jobs sent to this worker and not answered (nor withdrawn) yet, in stream order. */
+  inFlight: InFlight[];
+  /** The stream position the next job sent gets. */
+  sent: number;
+  /** Armed while jobs are in flight: the deadline of the running job, and withdrawal of jobs stuck behind it. */
+  watchdog?: NodeJS.Timeout;
+  /** When it fires (monotonicMs). */
+  watchdogDue: number;
   memoryBytes: number;
   /** Set when the pool ended this worker on purpose (timeout, replace, close). */
   ending: boolean;
-  /** The worker's "job finished" mark (WorkerInit.finished). */
-  finished: Int32Array;
+  /** The cells shared with the worker (WorkerInit.progress). */
+  progress: Progress;
   lastError?: Error;
 }
+
+/** Most jobs handed to one worker at once (one message, one wake-up). */
+export const MAX_BATCH = 16;
+/**
+ * A job that has run this long on a worker is "slow": the jobs queued behind it there are withdrawn and go to another
+ * worker, and no new job is sent to it until it finishes (or its deadline kills it). Far above an ordinary evaluation
+ * (tens of µs), far below any deadline.
+ */
+export const STEAL_AFTER_MS = 5;
 
 /**
  * worker.js next to this module (dist/). Under tsx (dev, tests: this module is .ts) the worker is
@@ -105,6 +142,9 @@ function newWorker(init: WorkerInit): Worker {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** What every worker of a pool starts with (each gets its own progress cells). */
+type PoolInit = Omit<WorkerInit, "progress">;
 
 /**
  * The input as it crosses to the worker: an object becomes its JSON text as bytes, transferred (not cloned), which the
@@ -136,20 +176,23 @@ export class EvaluatorPool {
   readonly inputReads: readonly InputPath[] | undefined;
   private readonly slots: Slot[] = [];
   private readonly queue: Job[] = [];
-  private readonly init: WorkerInit;
+  private readonly init: PoolInit;
   private readonly logger: Logger | undefined;
   private nextId = 1;
   private closed = false;
+  /** A flush is scheduled for this event-loop turn. */
+  private scheduled = false;
   private retireTimer: NodeJS.Timeout | undefined;
   private retiring = false;
   private replaced = 0;
   private timeouts = 0;
+  private withdrawn = 0;
   /** A loaded worker in reserve (kept once a worker has been replaced). */
   private spare: Spawned | undefined;
   private sparing: Promise<void> | undefined;
 
   private constructor(
-    init: WorkerInit,
+    init: PoolInit,
     meta: { entrypoints: string[]; requiredBuiltins: string[] },
     opts: PoolOptions,
   ) {
@@ -175,7 +218,7 @@ export class EvaluatorPool {
     const size = opts.workers ?? POOL_DEFAULTS.workers;
     if (!Number.isInteger(size) || size < 1)
       throw new RangeError(`workers must be an integer >= 1, got ${size}`);
-    const init: WorkerInit = {
+    const init: PoolInit = {
       module,
       data: toArrayBuffer(data),
       memory: {
@@ -216,8 +259,13 @@ export class EvaluatorPool {
    * The worker threads, whether each is evaluating now, and the id mark of the last job each finished (tests terminate
    * one to prove recovery, or wait for a job to finish without the event loop). @internal
    */
-  workers(): readonly { worker: Worker; busy: boolean; finished: Int32Array }[] {
-    return this.slots.map((s) => ({ worker: s.worker, busy: s.job !== undefined, finished: s.finished }));
+  workers(): readonly { worker: Worker; busy: boolean; running: boolean; finished: Int32Array }[] {
+    return this.slots.map((s) => ({
+      worker: s.worker,
+      busy: s.inFlight.length > 0,
+      running: runningJob(s.progress) !== undefined,
+      finished: s.progress.cells,
+    }));
   }
 
   stats(): {
@@ -227,16 +275,19 @@ export class EvaluatorPool {
     queued: number;
     timeouts: number;
     replaced: number;
+    /** Jobs taken back from a worker stuck on a slow job, for another worker. */
+    withdrawn: number;
     /** A loaded worker is in reserve. */
     spare: boolean;
   } {
     return {
       workers: this.slots.length,
       ready: this.slots.filter((s) => s.ready).length,
-      busy: this.slots.filter((s) => s.job !== undefined).length,
+      busy: this.slots.filter((s) => s.inFlight.length > 0).length,
       queued: this.queue.length,
       timeouts: this.timeouts,
       replaced: this.replaced,
+      withdrawn: this.withdrawn,
       spare: this.spare !== undefined,
     };
   }
@@ -320,9 +371,8 @@ export class EvaluatorPool {
     await Promise.all(
       this.slots.map(async (s) => {
         s.ending = true;
-        if (s.killTimer) clearTimeout(s.killTimer);
-        s.job?.settle(gone);
-        s.job = undefined;
+        if (s.watchdog) clearTimeout(s.watchdog);
+        for (const e of s.inFlight.splice(0)) e.job.settle(gone);
         await s.worker.terminate();
       }),
     );
@@ -332,7 +382,7 @@ export class EvaluatorPool {
 
   private maybeFinishRetire(): void {
     if (!this.retiring || this.closed) return;
-    if (this.queue.length > 0 || this.slots.some((s) => s.job && !s.job.done)) return;
+    if (this.queue.length > 0 || this.slots.some((s) => s.inFlight.some((e) => !e.job.done))) return;
     void this.close();
   }
 
@@ -341,9 +391,12 @@ export class EvaluatorPool {
       index,
       worker: s.worker,
       ready: true,
+      inFlight: [],
+      sent: 0,
+      watchdogDue: 0,
       memoryBytes: s.ready.memoryBytes,
       ending: false,
-      finished: s.finished,
+      progress: s.progress,
     };
     this.slots[index] = slot;
     this.listen(slot);
@@ -352,15 +405,18 @@ export class EvaluatorPool {
   private listen(slot: Slot): void {
     const w = slot.worker;
     w.on("message", (msg: WorkerMessage) => {
-      if (msg.type !== "result" || slot.worker !== w) return;
+      if (msg.type !== "results" || slot.worker !== w) return;
       slot.memoryBytes = msg.memoryBytes;
-      const job = slot.job;
-      if (!job || job.id !== msg.id) return;
-      if (slot.killTimer) clearTimeout(slot.killTimer);
-      slot.killTimer = undefined;
-      slot.job = undefined;
-      w.unref();
-      job.settle(msg.outcomes.map((o) => this.outcome(o, job.input)));
+      for (const r of msg.results) {
+        // Answers come in stream order, so this is nearly always the first entry.
+        const i = slot.inFlight.findIndex((e) => e.seq === r.seq);
+        const entry = slot.inFlight[i];
+        if (!entry || entry.job.id !== r.id) continue;
+        slot.inFlight.splice(i, 1);
+        const job = entry.job;
+        job.settle(r.outcomes.map((o) => this.outcome(o, job.input)));
+      }
+      if (slot.inFlight.length === 0) this.idle(slot);
       this.dispatch();
     });
     w.on("error", (err) => {
@@ -376,13 +432,15 @@ export class EvaluatorPool {
           revision: this.revision,
           thread_id: w.threadId,
           exit_code: code,
-          busy: !!slot.job,
+          busy: slot.inFlight.length > 0,
         },
         `policy evaluation worker exited unexpectedly${why}; replacing it`,
       );
-      const job = slot.job;
-      slot.job = undefined;
-      job?.settle(new PolicyEvalError(`policy evaluation worker exited (exit code ${code})${why}`));
+      // The job it was evaluating fails; the ones it had not started go to another worker (replace).
+      const running = runningJob(slot.progress);
+      const i = running ? slot.inFlight.findIndex((e) => e.seq === running.seq) : -1;
+      const [entry] = i >= 0 ? slot.inFlight.splice(i, 1) : [];
+      entry?.job.settle(new PolicyEvalError(`policy evaluation worker exited (exit code ${code})${why}`));
       this.replace(slot);
     });
   }
@@ -396,41 +454,131 @@ export class EvaluatorPool {
     return { ok: false, error: new PolicyEvalError(message, opts) };
   }
 
+  /** Send the queued jobs at the end of this event-loop turn (see the module comment). */
   private dispatch(): void {
-    while (this.queue.length > 0) {
-      const slot = this.slots.find((s) => s.ready && s.job === undefined && !s.ending);
-      if (!slot) return;
-      const job = this.queue.shift() as Job;
-      if (job.done) continue;
-      slot.job = job;
-      slot.worker.ref();
-      try {
-        const input = wireInput(job.input);
-        const msg: WorkerJob = { id: job.id, input, entrypoints: job.entrypoints, nowNs: job.nowNs };
-        slot.worker.postMessage(msg, input instanceof ArrayBuffer ? [input] : []);
-      } catch (err) {
-        // input that cannot cross the thread boundary (not JSON-like): this job's fault, not the worker's
-        slot.job = undefined;
-        slot.worker.unref();
-        job.settle(new PolicyEvalError(`input cannot be sent to the evaluator: ${(err as Error).message}`));
-        continue;
+    if (this.scheduled || this.closed) return;
+    this.scheduled = true;
+    setImmediate(this.flush);
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    if (this.closed) return;
+    let free = 0;
+    for (const s of this.slots) if (s.ready && !s.ending && s.inFlight.length === 0) free++;
+    for (const slot of this.slots) {
+      if (this.queue.length === 0 || free === 0) return;
+      if (!slot.ready || slot.ending || slot.inFlight.length > 0) continue;
+      // an even share of what is queued, so that every idle worker gets work
+      const share = Math.min(MAX_BATCH, Math.ceil(this.queue.length / free--));
+      const b = { msgs: [] as WorkerJob[], transfer: [] as ArrayBuffer[] };
+      while (this.queue.length > 0 && b.msgs.length < share) {
+        const job = this.queue.shift() as Job;
+        if (!job.done) this.add(slot, job, b);
       }
-      slot.killTimer = setTimeout(() => this.kill(slot, job), this.timeoutMs);
+      this.post(slot, b.msgs, b.transfer);
     }
+  };
+
+  /** Put `job` in flight on `slot`, into the batch `b` posted at the end of the flush. */
+  private add(slot: Slot, job: Job, b: { msgs: WorkerJob[]; transfer: ArrayBuffer[] }): void {
+    let input: unknown;
+    try {
+      input = wireInput(job.input);
+    } catch (err) {
+      // input that cannot cross the thread boundary (not JSON-like): this job's fault, not the worker's
+      job.settle(new PolicyEvalError(`input cannot be sent to the evaluator: ${(err as Error).message}`));
+      return;
+    }
+    const seq = slot.sent;
+    slot.sent = nextSeq(seq);
+    slot.inFlight.push({ seq, job });
+    if (slot.inFlight.length === 1) slot.worker.ref();
+    b.msgs.push({ id: job.id, seq, input, entrypoints: job.entrypoints, nowNs: job.nowNs });
+    if (input instanceof ArrayBuffer) b.transfer.push(input);
+  }
+
+  /** One message per worker per flush: the jobs share one wake-up of the worker thread. */
+  private post(slot: Slot, msgs: WorkerJob[], transfer: ArrayBuffer[]): void {
+    if (msgs.length === 0) return;
+    try {
+      slot.worker.postMessage(msgs, transfer);
+    } catch (err) {
+      // The stream now has a hole the worker would wait at forever: end it; these jobs fail, its others go elsewhere.
+      const lost = new Set(msgs.map((m) => m.seq));
+      for (const e of slot.inFlight.filter((e) => lost.has(e.seq))) {
+        e.job.settle(new PolicyEvalError(`cannot hand the job to an evaluator: ${(err as Error).message}`));
+      }
+      slot.inFlight = slot.inFlight.filter((e) => !lost.has(e.seq));
+      this.replace(slot);
+      return;
+    }
+    // The first job in flight needs its deadline watched; a second one, a look at whether it is stuck behind the first.
+    this.arm(slot, slot.inFlight.length > 1 ? STEAL_AFTER_MS : this.timeoutMs);
+  }
+
+  /** (Re)arm the watchdog to fire in `ms`, unless it already fires sooner. */
+  private arm(slot: Slot, ms: number): void {
+    const due = monotonicMs() + Math.max(1, ms);
+    if (slot.watchdog) {
+      if (slot.watchdogDue <= due) return;
+      clearTimeout(slot.watchdog);
+    }
+    slot.watchdogDue = due;
+    slot.watchdog = setTimeout(() => this.watch(slot), Math.max(1, ms));
+  }
+
+  /** Nothing in flight on this worker any more. */
+  private idle(slot: Slot): void {
+    slot.worker.unref();
+    if (slot.watchdog) clearTimeout(slot.watchdog);
+    slot.watchdog = undefined;
   }
 
   /**
-   * A job outlived timeoutMs: deny it, end the worker, start another. Unless the worker has already finished it: the
-   * timer runs on the main thread, and after a busy stretch there (a burst of requests after a reconnect) it can fire
-   * before the worker's answer, queued behind it, is read. Killing then would throw away a good answer and a loaded
-   * worker (reloading the data costs seconds) exactly when capacity is short.
+   * The watchdog of a worker with jobs in flight. The job it is running has outlived timeoutMs → kill. It has run
+   * STEAL_AFTER_MS → withdraw the jobs behind it for another worker. The timer runs on the main thread and can fire
+   * late, after a busy stretch there, behind answers already queued: it reads the worker's own progress cells, so a
+   * finished job is never killed (its answer is on its way and settles it) and a job's time counts from its start.
    */
-  private kill(slot: Slot, job: Job): void {
-    if (slot.job !== job) return;
-    if (Atomics.load(slot.finished, 0) === finishedMark(job.id)) {
-      slot.killTimer = undefined;
-      return; // the result message is on its way and settles the job
+  private watch(slot: Slot): void {
+    slot.watchdog = undefined;
+    if (slot.ending || this.closed || slot.inFlight.length === 0) return;
+    const now = monotonicMs();
+    const running = runningJob(slot.progress);
+    if (running) {
+      const ran = now - running.startedAt;
+      if (ran >= this.timeoutMs) {
+        this.kill(slot, running.seq);
+        return;
+      }
+      if (ran >= STEAL_AFTER_MS) this.withdraw(slot);
+      const left = running.startedAt + this.timeoutMs - now;
+      this.arm(slot, slot.inFlight.length > 1 ? Math.min(STEAL_AFTER_MS, left) : left);
+      return;
     }
+    this.arm(slot, slot.inFlight.length > 1 ? STEAL_AFTER_MS : this.timeoutMs);
+  }
+
+  /** Take back the jobs this worker has not started, to the front of the queue. */
+  private withdraw(slot: Slot): void {
+    const first = withdrawUnclaimed(slot.progress, slot.sent);
+    if (first === slot.sent) return;
+    const k = slot.inFlight.findIndex((e) => e.seq === first);
+    if (k < 0) return;
+    const back = slot.inFlight.splice(k).map((e) => e.job);
+    this.withdrawn += back.length;
+    this.queue.unshift(...back.filter((j) => !j.done));
+    this.dispatch();
+  }
+
+  /** The running job outlived timeoutMs: deny it, end the worker (its other jobs go elsewhere), start another. */
+  private kill(slot: Slot, seq: number): void {
+    const i = slot.inFlight.findIndex((e) => e.seq === seq);
+    const entry = slot.inFlight[i];
+    if (!entry) return;
+    slot.inFlight.splice(i, 1);
+    const job = entry.job;
     this.timeouts++;
     this.logger?.warn(
       {
@@ -442,7 +590,6 @@ export class EvaluatorPool {
       },
       "policy evaluation exceeded its deadline; worker terminated and replaced",
     );
-    slot.job = undefined;
     job.settle(
       new PolicyTimeoutError(`policy evaluation exceeded ${this.timeoutMs} ms (policy.eval_timeout_ms)`),
     );
@@ -453,9 +600,20 @@ export class EvaluatorPool {
     if (this.closed) return;
     slot.ending = true;
     slot.ready = false;
-    if (slot.killTimer) clearTimeout(slot.killTimer);
-    slot.killTimer = undefined;
+    if (slot.watchdog) clearTimeout(slot.watchdog);
+    slot.watchdog = undefined;
     void slot.worker.terminate();
+    // Jobs it had not answered: to the front of the queue, for the other workers or the replacement. (One it finished
+    // but whose answer was not read yet is evaluated again: evaluation has no side effects.)
+    // A job that was on two workers that ended is not tried a third time (it may be what ends them).
+    const back = slot.inFlight.splice(0).map((e) => e.job);
+    for (const j of back) {
+      j.handedBack = (j.handedBack ?? 0) + 1;
+      if (j.handedBack >= 2)
+        j.settle(new PolicyEvalError("policy evaluation workers ended twice under this job"));
+    }
+    this.queue.unshift(...back.filter((j) => !j.done));
+    this.dispatch();
     this.replaced++;
     const spare = this.spare;
     this.spare = undefined;
@@ -519,16 +677,15 @@ export class EvaluatorPool {
   }
 }
 
-type Spawned = { worker: Worker; ready: Extract<WorkerMessage, { type: "ready" }>; finished: Int32Array };
+type Spawned = { worker: Worker; ready: Extract<WorkerMessage, { type: "ready" }>; progress: Progress };
 
 /** Start one worker and wait for its "ready"; rejects with PolicyLoadError. */
-function spawn(init: WorkerInit): Promise<Spawned> {
+function spawn(init: PoolInit): Promise<Spawned> {
   return new Promise((resolve, reject) => {
     let worker: Worker;
-    const finished = new Int32Array(new SharedArrayBuffer(4));
-    Atomics.store(finished, 0, -1);
+    const progress = newProgress();
     try {
-      worker = newWorker({ ...init, finished: finished.buffer as SharedArrayBuffer });
+      worker = newWorker({ ...init, progress: progress.buffer });
     } catch (err) {
       reject(new PolicyLoadError(`cannot start a policy worker: ${(err as Error).message}`, { cause: err }));
       return;
@@ -539,7 +696,7 @@ function spawn(init: WorkerInit): Promise<Spawned> {
         cleanup();
         // An idle worker must not keep the process alive; a busy one does (see dispatch).
         worker.unref();
-        resolve({ worker, ready: msg, finished });
+        resolve({ worker, ready: msg, progress });
       } else if (msg.type === "load_error") {
         cleanup();
         void worker.terminate();

@@ -1,15 +1,17 @@
 /**
  * One evaluation worker (a worker_thread started by ./pool.ts): instantiates the revision's compiled
  * module with its own WebAssembly.Memory and data document (from `workerData`), says "ready" (or
- * "load_error" with the PolicyLoadError's text and location), then answers evaluation jobs one at a
- * time. A job evaluates one or more entrypoints on the same input with time frozen at `nowNs`; each
+ * "load_error" with the PolicyLoadError's text and location), then answers evaluation jobs: each
+ * message carries a batch of jobs and gets one message with their answers. Each job is claimed through
+ * the shared progress cells (./progress.ts) before it starts, and skipped when the pool withdrew it for
+ * another worker. A job evaluates one or more entrypoints on the same input with time frozen at `nowNs`; each
  * entrypoint's outcome is reported separately, so a failing mask rule cannot hide the decision.
  *
  * The pool owns every limit: it kills this thread when a job outlives its deadline. Nothing here
  * logs; fault texts go back to the pool, which scrubs them before they reach a log line.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { finishedMark } from "./finished-mark.js";
+import { claim, finish, viewProgress } from "./progress.js";
 import { CalloutError, PolicyEvalError, PolicyLoadError } from "../errors.js";
 import { PolicyEngine, type MemoryLimits } from "./engine.js";
 import { describeEvalFault, faultText } from "./faults.js";
@@ -22,15 +24,17 @@ export interface WorkerInit {
   memory: Required<MemoryLimits>;
   strictBuiltinErrors: boolean;
   /**
-   * One Int32 the worker sets to `finishedMark(job.id)` once a job's outcomes are complete, before posting them: the
-   * pool's timeout (a timer on the main thread, which may run late and ahead of the queued result) reads it to tell a
-   * job still running from one whose answer is already on its way. Set per worker by spawn().
+   * The cells shared with the pool (./progress.ts): which job runs since when, which it may claim, which it finished.
+   * The pool's watchdog (a timer on the main thread, which may run late and ahead of the queued answers) reads them to
+   * tell a job still running from one whose answer is on its way. Set per worker by spawn().
    */
-  finished?: SharedArrayBuffer;
+  progress: SharedArrayBuffer;
 }
 
 export interface WorkerJob {
   id: number;
+  /** This worker's stream position (./progress.ts): the job runs only if the worker can claim it. */
+  seq: number;
   /** An object input arrives as its JSON bytes (an ArrayBuffer, see pool.ts wireInput), read as they are by opa-wasm. */
   input: unknown;
   entrypoints: readonly string[];
@@ -45,7 +49,14 @@ export type WireOutcome =
 export type WorkerMessage =
   | { type: "ready"; entrypoints: string[]; requiredBuiltins: string[]; memoryBytes: number }
   | { type: "load_error"; message: string; file?: string; line?: number }
-  | { type: "result"; id: number; outcomes: WireOutcome[]; memoryBytes: number };
+  /** The answers to one message of jobs, in its order (withdrawn jobs left out). */
+  | { type: "results"; results: JobResult[]; memoryBytes: number };
+
+export interface JobResult {
+  id: number;
+  seq: number;
+  outcomes: WireOutcome[];
+}
 
 function evalOutcome(err: unknown, maxPages: number): WireOutcome {
   if (err instanceof PolicyEvalError) {
@@ -63,7 +74,7 @@ async function main(): Promise<void> {
   const port = parentPort;
   if (!port) throw new Error("policy worker: not started as a worker thread");
   const init = workerData as WorkerInit;
-  const finished = init.finished ? new Int32Array(init.finished) : undefined;
+  const progress = viewProgress(init.progress);
   let engine: PolicyEngine;
   try {
     engine = await PolicyEngine.load(init.module, init.data, {
@@ -79,18 +90,24 @@ async function main(): Promise<void> {
     port.postMessage(msg);
     return;
   }
-  port.on("message", (job: WorkerJob) => {
-    const outcomes: WireOutcome[] = [];
-    for (const ep of job.entrypoints) {
-      try {
-        const r = engine.evaluate(job.input, ep, { nowNs: job.nowNs });
-        outcomes.push({ ok: true, result: r.result, builtinErrors: [...r.builtinErrors] });
-      } catch (err) {
-        outcomes.push(evalOutcome(err, init.memory.maximum));
+  port.on("message", (jobs: WorkerJob[]) => {
+    const results: JobResult[] = [];
+    for (const job of jobs) {
+      if (!claim(progress, job.seq)) continue; // withdrawn: another worker has it
+      const outcomes: WireOutcome[] = [];
+      for (const ep of job.entrypoints) {
+        try {
+          const r = engine.evaluate(job.input, ep, { nowNs: job.nowNs });
+          outcomes.push({ ok: true, result: r.result, builtinErrors: [...r.builtinErrors] });
+        } catch (err) {
+          outcomes.push(evalOutcome(err, init.memory.maximum));
+        }
       }
+      finish(progress, job.id);
+      results.push({ id: job.id, seq: job.seq, outcomes });
     }
-    const msg: WorkerMessage = { type: "result", id: job.id, outcomes, memoryBytes: engine.memoryBytes() };
-    if (finished) Atomics.store(finished, 0, finishedMark(job.id));
+    if (results.length === 0) return;
+    const msg: WorkerMessage = { type: "results", results, memoryBytes: engine.memoryBytes() };
     port.postMessage(msg);
   });
   const ready: WorkerMessage = {

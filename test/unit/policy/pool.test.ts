@@ -16,6 +16,7 @@ import { AuthError, CalloutError, PolicyEvalError, PolicyTimeoutError } from "..
 import type { Logger } from "../../../src/log.js";
 import { PolicyLoader } from "../../../src/policy/bundle.js";
 import { createPolicyEngine, type PolicyEngineHandle } from "../../../src/policy/handler.js";
+import { MAX_BATCH } from "../../../src/policy/pool.js";
 import { SMOKE_REQUEST } from "../../../src/policy/input.js";
 import type { AuthorizationRequest, Grant } from "../../../src/types.js";
 import { buildDecisionEvent } from "../../../src/audit.js";
@@ -173,6 +174,60 @@ describe("bounded evaluation (worker pool)", { skip: skipWithoutOpa }, () => {
     assert.equal(typeof (await outcome(h, "ok-recovered", PASSWORD)), "object");
     const exit = logger.lines.find((l) => l.obj.event === "policy_worker_exit");
     assert.equal(exit?.level, "error");
+  });
+
+  test("jobs handed to a worker behind a slow job are taken back and answered by the other worker first", async () => {
+    // A deadline far above the withdrawal point (STEAL_AFTER_MS): the slow job runs until it is killed, and every job
+    // that shared its worker must be answered before that, by the other worker.
+    const h = await createPolicyEngine({ dir: policyDir(), ...common, workers: 2, evalTimeoutMs: 4000 });
+    try {
+      const pool = h.store.current().policy;
+      const order: string[] = [];
+      const note = (name: string) => (o: Grant | string) => {
+        order.push(name);
+        return o;
+      };
+      // One event-loop turn: the pool spreads them over both workers, so half of the fast ones queue behind "slow".
+      const slow = outcome(h, "slow", "x").then(note("slow"));
+      const fast = Array.from({ length: MAX_BATCH - 1 }, (_, i) =>
+        outcome(h, `ok-${i}`, PASSWORD).then(note(`ok-${i}`)),
+      );
+      const results = await Promise.all(fast);
+      assert.deepEqual(
+        results.filter((o) => typeof o === "string"),
+        [],
+        "every fast login allowed",
+      );
+      assert.ok(pool.stats().withdrawn >= 1, "jobs were taken back from the slow worker");
+      assert.equal(await slow, "policy_timeout");
+      assert.equal(
+        order.at(-1),
+        "slow",
+        `every fast login answered before the slow one was killed: ${order.join(",")}`,
+      );
+    } finally {
+      await h.close();
+    }
+  });
+
+  test("a worker that dies under a job: the jobs handed to it behind that one are answered, only it fails", async () => {
+    const h = await createPolicyEngine({ dir: policyDir(), ...common, workers: 1, evalTimeoutMs: 30_000 });
+    try {
+      const pool = h.store.current().policy;
+      const slow = outcome(h, "slow", "x");
+      const behind = Array.from({ length: 5 }, (_, i) => outcome(h, `ok-${i}`, PASSWORD));
+      await until(() => pool.workers()[0]?.running === true, "the slow evaluation to start");
+      await pool.workers()[0]!.worker.terminate();
+      assert.equal(await slow, "policy_eval_error");
+      const results = await Promise.all(behind);
+      assert.deepEqual(
+        results.filter((o) => typeof o === "string"),
+        [],
+        "the jobs behind it are evaluated by the replacement",
+      );
+    } finally {
+      await h.close();
+    }
   });
 
   test("a finished job is not a timeout when the main thread was too busy to read its answer in time", async () => {
