@@ -7,7 +7,8 @@
  *   node --import tsx bench/profile-storm.ts [--n 3000] [--warmup 3000] [--shipped] [--workers N] [--top 40] [--no-prof]
  *     [--node-args="…"]
  *
- * --shipped adds what `make run` ships: the decision log to a file and the policy mask. The profiles
+ * --shipped adds what `make run` ships: the decision log to a file, the policy mask and info-level logging (one
+ * summary line per login). The profiles
  * stay in build/profile/ (open them in Chrome DevTools or speedscope for the call trees).
  */
 import { readdirSync, readFileSync, rmSync } from "node:fs";
@@ -133,7 +134,7 @@ async function main(): Promise<void> {
     xkeySeed: keys.xkeySeed,
     policyDir: policy,
     workDir: join(work, "svc"),
-    logLevel: "warn",
+    logLevel: args.shipped ? "info" : "warn",
     decisionLog: args.shipped ? join(work, "decisions.jsonl") : "off",
     ...(args.shipped ? { maskEntrypoint: "nats/authz/mask" } : {}),
     ...(args.workers ? { evalWorkers: Number(args.workers) } : {}),

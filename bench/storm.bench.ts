@@ -10,7 +10,9 @@
  *                decision-log mask (nats/authz/mask) and info-level logging
  *   ours-dlog    trivial policy with the decision log written to a file and info-level logging
  *   go-callout   bench/peers/go-callout (stands in for synadia-io/callout.go)
- *   go-opa       bench/peers/go-opa-callout: a Go callout embedding OPA's Go SDK on the same example policy
+ *   go-callout-xkey  the same with xkey-sealed requests (like for like with ours-example)
+ *   go-opa       bench/peers/go-opa-callout: a Go callout embedding OPA's Go SDK on the same example policy,
+ *                with xkey like ours-example
  *   py-callout   the PyPI nats-callout library (bench/peers/py-callout)
  *
  * Every target's service process is measured the same way: utime+stime from /proc/<pid>/stat
@@ -44,6 +46,7 @@ export type TargetName =
   | "ours-shipped"
   | "ours-dlog"
   | "go-callout"
+  | "go-callout-xkey"
   | "go-opa"
   | "py-callout";
 
@@ -73,8 +76,19 @@ export interface StormBenchResult {
   runs: StormRun[];
 }
 
-/** Targets whose server seals requests with xkey (the issue's goal compares the example policy with xkey). */
-const xkeyed = (t: TargetName): boolean => t === "ours-xkey" || t === "ours-example" || t === "ours-shipped";
+/**
+ * Targets whose server seals requests with xkey. The issue's goal compares the example policy with xkey; with xkey
+ * nats-server itself spends more per login (it seals every request and opens every response), so like for like is
+ * ours-example against go-callout-xkey and go-opa, which run with xkey too.
+ */
+const XKEYED: ReadonlySet<TargetName> = new Set([
+  "ours-xkey",
+  "ours-example",
+  "ours-shipped",
+  "go-callout-xkey",
+  "go-opa",
+]);
+const xkeyed = (t: TargetName): boolean => XKEYED.has(t);
 
 interface Target {
   name: TargetName;
@@ -103,6 +117,7 @@ export async function stormBench(opts: {
     "ours-shipped",
     "ours-dlog",
     "go-callout",
+    "go-callout-xkey",
     "go-opa",
     "py-callout",
   ];
@@ -165,15 +180,25 @@ export async function stormBench(opts: {
           ...(name === "ours-shipped" ? { maskEntrypoint: "nats/authz/mask" } : {}),
           ...(xkeyed(name) ? { xkeySeed: keys.xkeySeed } : {}),
         });
-      } else if (name === "go-callout") {
+      } else if (name === "go-callout" || name === "go-callout-xkey") {
         const bin = await buildGo("bench/peers/go-callout", "go-callout");
-        service = await startGoCallout(bin, { ...common, url: server.url });
-        detail = "nats.go v1.55.0, jwt/v2 v2.8.3, nkeys v0.4.17";
+        service = await startGoCallout(bin, {
+          ...common,
+          url: server.url,
+          ...(xkeyed(name) ? { xkeySeed: keys.xkeySeed } : {}),
+        });
+        detail = `nats.go v1.55.0, jwt/v2 v2.8.3, nkeys v0.4.17${xkeyed(name) ? ", xkey" : ""}`;
       } else if (name === "go-opa") {
         const bin = await buildGo("bench/peers/go-opa-callout", "go-opa-callout");
-        service = await startGoOpaCallout(bin, { ...common, url: server.url, policyDir: exampleDir() });
+        service = await startGoOpaCallout(bin, {
+          ...common,
+          url: server.url,
+          policyDir: exampleDir(),
+          xkeySeed: keys.xkeySeed,
+        });
         creds = { user: "bench-u", pass: "bench-pw-{i}", users: 10_000 };
-        detail = "OPA Go SDK v1.22.4 (rego.PrepareForEval), policies/ with 10,000 generated password users";
+        detail =
+          "OPA Go SDK v1.22.4 (rego.PrepareForEval), policies/ with 10,000 generated password users, xkey";
       } else {
         const venv = await ensurePyVenv();
         if (!venv.ok) throw new Error(`venv/pip: ${venv.why}`);
