@@ -158,8 +158,12 @@ const EMBEDDED_RE = /(eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)|(S[O
 const MASKED_KEYS: ReadonlySet<string> = new Set([...SECRET_KEYS, "nonce"]);
 
 function pointerEscape(k: string): string {
+  if (!k.includes("~") && !k.includes("/")) return k;
   return k.replace(/~/g, "~0").replace(/\//g, "~1");
 }
+
+/** Shortest string JWT_RE, SEED_RE or EMBEDDED_RE can match ("eyJ" + 4 + two dots): shorter ones skip the regexes. */
+const MIN_SECRET_SHAPE = 9;
 
 function pointerUnescape(k: string): string {
   return k.replace(/~1/g, "/").replace(/~0/g, "~");
@@ -183,42 +187,54 @@ function inputCredentials(input: unknown): Credentials {
 function maskCopy(input: unknown, secrets: Credentials): { input: unknown; masked: string[] } {
   const masked: string[] = [];
   const ancestors = new Set<object>();
-  const walk = (v: unknown, path: string, key: string | undefined): unknown => {
+  // The JSON pointer of the value being walked, as escaped segments; joined only for a value that is masked.
+  const at: string[] = [];
+  const mask = (): string => {
+    masked.push(at.length === 0 ? "" : `/${at.map(pointerEscape).join("/")}`);
+    return MASK;
+  };
+  const walk = (v: unknown, key: string | undefined): unknown => {
     if (typeof v === "string") {
       if (
         (key !== undefined && MASKED_KEYS.has(key) && v.length > 0) ||
         secrets.contains(v) ||
-        JWT_RE.test(v) ||
-        SEED_RE.test(v) ||
-        EMBEDDED_RE.test(v)
+        (v.length >= MIN_SECRET_SHAPE && (JWT_RE.test(v) || SEED_RE.test(v) || EMBEDDED_RE.test(v)))
       ) {
-        masked.push(path);
-        return MASK;
+        return mask();
       }
       return v;
     }
     if (v === null || typeof v !== "object") {
-      if (key !== undefined && MASKED_KEYS.has(key) && v !== undefined && v !== null) {
-        masked.push(path);
-        return MASK;
-      }
+      if (key !== undefined && MASKED_KEYS.has(key) && v !== undefined && v !== null) return mask();
       return v;
     }
     if (ancestors.has(v)) return null; // a cycle (not JSON): cut it
     ancestors.add(v);
     try {
-      if (Array.isArray(v)) return v.map((x, i) => walk(x, `${path}/${i}`, undefined));
+      if (Array.isArray(v)) {
+        const out: unknown[] = new Array<unknown>(v.length);
+        for (let i = 0; i < v.length; i++) {
+          at.push(String(i));
+          out[i] = walk(v[i], undefined);
+          at.pop();
+        }
+        return out;
+      }
       const out: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      for (const k in v) {
+        if (!Object.hasOwn(v, k)) continue;
+        const x = (v as Record<string, unknown>)[k];
         if (x === undefined) continue;
-        out[k] = walk(x, `${path}/${pointerEscape(k)}`, k);
+        at.push(k);
+        out[k] = walk(x, k);
+        at.pop();
       }
       return out;
     } finally {
       ancestors.delete(v);
     }
   };
-  const copy = walk(input, "", undefined);
+  const copy = walk(input, undefined);
   return { input: copy, masked };
 }
 
@@ -341,6 +357,12 @@ export interface BuildEventOptions {
 
 /** Build one decision event (pure; does not write). */
 export function buildDecisionEvent(rec: DecisionRecord, opts: BuildEventOptions = {}): DecisionEvent {
+  return build(rec, opts).ev;
+}
+
+/** The event, and its masked input already as JSON (serialised once: for the size limit and for the line). */
+function build(rec: DecisionRecord, opts: BuildEventOptions): { ev: DecisionEvent; inputJson?: string } {
+  let inputJson: string | undefined;
   const ev: DecisionEvent = {
     type: DECISION_EVENT_TYPE,
     msg: "decision",
@@ -372,11 +394,12 @@ export function buildDecisionEvent(rec: DecisionRecord, opts: BuildEventOptions 
       ev.input_dropped = "mask_error";
     } else {
       const { input, masked } = logged;
-      const size = Buffer.byteLength(JSON.stringify(input));
-      if (size > (opts.maxInputBytes ?? 64 * 1024)) {
+      const json = JSON.stringify(input);
+      if (Buffer.byteLength(json) > (opts.maxInputBytes ?? 64 * 1024)) {
         ev.input_dropped = "too_large";
       } else {
         ev.input = input;
+        inputJson = json;
         if (masked.length) ev.masked = masked;
         const client = clientSummary(input);
         if (client) ev.client = client;
@@ -386,7 +409,15 @@ export function buildDecisionEvent(rec: DecisionRecord, opts: BuildEventOptions 
     ev.input_dropped = "unavailable";
   }
   if (rec.issued) ev.issued = rec.issued;
-  return ev;
+  return inputJson === undefined ? { ev } : { ev, inputJson };
+}
+
+/** One event as its log line: the input, already serialised, goes last (`JSON.parse` gives the same event). */
+function eventLine(ev: DecisionEvent, inputJson: string | undefined): string {
+  if (inputJson === undefined || ev.input === undefined) return JSON.stringify(ev) + "\n";
+  const { input: _input, ...rest } = ev;
+  const head = JSON.stringify(rest);
+  return `${head.slice(0, -1)},"input":${inputJson}}\n`;
 }
 
 export interface DecisionLogOptions extends BuildEventOptions {
@@ -422,18 +453,19 @@ export function createDecisionLog(opts: DecisionLogOptions): DecisionLog {
     record(rec) {
       if (!sink) return undefined;
       let ev: DecisionEvent;
+      let inputJson: string | undefined;
       try {
         const o: BuildEventOptions = {};
         if (mask) o.mask = mask;
         if (opts.maxInputBytes !== undefined) o.maxInputBytes = opts.maxInputBytes;
-        ev = buildDecisionEvent(rec, o);
+        ({ ev, inputJson } = build(rec, o));
       } catch {
         drop("build_error");
         return undefined;
       }
       if (ev.input_dropped && ev.input_dropped !== "unavailable") drop(ev.input_dropped);
       try {
-        sink(JSON.stringify(ev) + "\n");
+        sink(eventLine(ev, inputJson));
       } catch {
         drop("write_error");
       }

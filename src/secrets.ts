@@ -35,9 +35,15 @@ export interface Credentials {
   contains(value: string): boolean;
 }
 
-/** Case folding used on both sides of every comparison. */
+// eslint-disable-next-line no-control-regex -- the ASCII range starts at U+0000
+const ASCII = /^[\x00-\x7f]*$/;
+
+/**
+ * Case folding used on both sides of every comparison. For ASCII text `toLowerCase()` gives the same (and returns the
+ * string itself when it has no capitals); only other text needs the upper-then-lower round (ß → SS → ss).
+ */
 export function fold(s: string): string {
-  return s.toUpperCase().toLowerCase();
+  return ASCII.test(s) ? s.toLowerCase() : s.toUpperCase().toLowerCase();
 }
 
 const str = (v: unknown): string | undefined => (typeof v === "string" && v !== "" ? v : undefined);
@@ -75,9 +81,12 @@ function containsWhole(value: string, cred: string): boolean {
 const INDEXOF_BUDGET = 512;
 
 /**
- * Folds `values` once and returns the shared `contains` test. A few short values (reasons, names) are checked by
- * searching each 8-character window of the value in the credentials (no set to build: a 650-character client JWT
- * would cost ~0.1 ms); after INDEXOF_BUDGET windows the credentials' pieces go into a Set once.
+ * Folds `values` once and returns the shared `contains` test. Two ways to find an 8-character piece of a credential
+ * in a value, the cheaper one per value: search the value for each piece of the credentials (a password has a few
+ * pieces; values are server ids, names, subjects), or look each 8-character window of the value up in the
+ * credentials (a client JWT has hundreds of pieces; a reason has few windows). Window lookups search the credentials
+ * with indexOf for the first INDEXOF_BUDGET windows (no set to build: a 650-character client JWT would cost
+ * ~0.1 ms), then the credentials' pieces go into a Set once.
  */
 export function credentialsOf(values: readonly string[]): Credentials {
   const short: string[] = [];
@@ -88,6 +97,19 @@ export function credentialsOf(values: readonly string[]): Credentials {
     else if (v !== "") short.push(v);
   }
   const empty = short.length === 0 && long.length === 0;
+  // How many 8-character pieces the long credentials have; the pieces themselves are cut on first use.
+  let pieceCount = 0;
+  for (const c of long) pieceCount += c.length - MIN_FRAGMENT + 1;
+  let pieceList: string[] | undefined;
+  const allPieces = (): string[] => {
+    if (pieceList === undefined) {
+      const seen = new Set<string>();
+      for (const c of long)
+        for (let i = 0; i + MIN_FRAGMENT <= c.length; i++) seen.add(c.slice(i, i + MIN_FRAGMENT));
+      pieceList = [...seen];
+    }
+    return pieceList;
+  };
   let pieces: Set<string> | undefined;
   let budget = INDEXOF_BUDGET;
   const inLong = (window: string): boolean => {
@@ -102,12 +124,14 @@ export function credentialsOf(values: readonly string[]): Credentials {
       const v = fold(value);
       if (long.length > 0) {
         const windows = v.length - MIN_FRAGMENT + 1;
-        if (windows > 0 && pieces === undefined && (budget -= windows) < 0) {
-          pieces = new Set();
-          for (const c of long)
-            for (let i = 0; i + MIN_FRAGMENT <= c.length; i++) pieces.add(c.slice(i, i + MIN_FRAGMENT));
+        if (windows > 0) {
+          if (pieceCount <= windows) {
+            for (const piece of allPieces()) if (v.includes(piece)) return true;
+          } else {
+            if (pieces === undefined && (budget -= windows) < 0) pieces = new Set(allPieces());
+            for (let i = 0; i < windows; i++) if (inLong(v.slice(i, i + MIN_FRAGMENT))) return true;
+          }
         }
-        for (let i = 0; i < windows; i++) if (inLong(v.slice(i, i + MIN_FRAGMENT))) return true;
       }
       for (const s of short) if (containsWhole(v, s)) return true;
       return false;

@@ -138,6 +138,47 @@ describe("the two search strategies agree", () => {
   });
 });
 
+describe("every search strategy answers as the definition does", () => {
+  /** The module doc's definition, written out naively. */
+  function reference(creds: string[], value: string): boolean {
+    const v = fold(value);
+    for (const raw of creds) {
+      const c = fold(raw);
+      if (c === "") continue;
+      if (c.length >= MIN_FRAGMENT) {
+        for (let i = 0; i + MIN_FRAGMENT <= c.length; i++)
+          if (v.includes(c.slice(i, i + MIN_FRAGMENT))) return true;
+      } else {
+        for (let at = v.indexOf(c); at >= 0; at = v.indexOf(c, at + 1)) {
+          const before = at > 0 ? v[at - 1]! : "";
+          const after = v[at + c.length] ?? "";
+          const alnum = (ch: string) => ch !== "" && /[\p{L}\p{N}]/u.test(ch);
+          if (!alnum(before) && !alnum(after)) return true;
+        }
+      }
+    }
+    return false;
+  }
+
+  test("property: short and long values (credential pieces searched in the value, or the value's windows in the credentials)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ minLength: 1, maxLength: 24 }), { minLength: 1, maxLength: 3 }),
+        fc.array(fc.string({ maxLength: 120 }), { minLength: 1, maxLength: 8 }),
+        fc.nat(),
+        (creds, values, k) => {
+          const c = credentialsOf(creds);
+          // Also values that embed a credential piece inside long text (the piece-search path).
+          const cred = creds[k % creds.length] as string;
+          const probes = [...values, `${"x".repeat(60)}${cred.toUpperCase()}${"y".repeat(60)}`];
+          return probes.every((v) => c.contains(v) === reference(creds, v));
+        },
+      ),
+      { seed: 9917, numRuns: 400 },
+    );
+  });
+});
+
 describe("grant checks use it (secret_in_grant)", () => {
   test("a user JWT name of lower(token), a tag with upper(password), a subject with a token fragment", () => {
     const r = req({ auth_token: TOKEN, pass: PASSWORD });
