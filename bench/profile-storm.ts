@@ -33,6 +33,10 @@ const { values: args } = parseArgs({
     /** Logins before the measured storm (the JIT and the heap settle first; the profile covers both). */
     warmup: { type: "string", default: "3000" },
     shipped: { type: "boolean", default: false },
+    /** With --shipped: leave out one part, to see what it costs ("dlog", "mask" or "info"). */
+    without: { type: "string" },
+    /** Measured storms in a row (CPU per login and RSS after each; shows drift over a long run). */
+    repeat: { type: "string", default: "1" },
     top: { type: "string", default: "40" },
     /** Extra node flags for the service, space-separated (e.g. "--max-semi-space-size=32"). */
     "node-args": { type: "string", default: "" },
@@ -134,9 +138,9 @@ async function main(): Promise<void> {
     xkeySeed: keys.xkeySeed,
     policyDir: policy,
     workDir: join(work, "svc"),
-    logLevel: args.shipped ? "info" : "warn",
-    decisionLog: args.shipped ? join(work, "decisions.jsonl") : "off",
-    ...(args.shipped ? { maskEntrypoint: "nats/authz/mask" } : {}),
+    logLevel: args.shipped && args.without !== "info" ? "info" : "warn",
+    decisionLog: args.shipped && args.without !== "dlog" ? join(work, "decisions.jsonl") : "off",
+    ...(args.shipped && args.without !== "mask" ? { maskEntrypoint: "nats/authz/mask" } : {}),
     ...(args.workers ? { evalWorkers: Number(args.workers) } : {}),
     nodeArgs: [
       ...(args["no-prof"] ? [] : ["--cpu-prof", "--cpu-prof-dir", profDir]),
@@ -157,6 +161,14 @@ async function main(): Promise<void> {
     });
   try {
     await storm(Number(args.warmup));
+    for (let rep = 1; rep < Number(args.repeat); rep++) {
+      const c = procCpuSeconds(svc.pid);
+      const r = await storm(n);
+      const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${svc.pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+      console.log(
+        `storm ${rep}: ${r.ok}/${r.n} ok, ${r.rate.toFixed(0)}/s, service CPU ${(((procCpuSeconds(svc.pid) - c) / r.ok) * 1000).toFixed(2)} s per 1000 logins, RSS ${rss.toFixed(0)} MiB`,
+      );
+    }
     const c0 = procCpuSeconds(svc.pid);
     const t0 = threadCpu(svc.pid);
     const r = await storm(n);

@@ -54,6 +54,8 @@ export interface ReconnectRun {
   failed_attempts: number;
   /** Ours: requests the service dropped without deciding them, by reason (its requests_dropped_total). */
   service_dropped?: Record<string, number>;
+  /** Ours: what the clients got, by outcome/code (its requests_total), over the whole run. */
+  service_outcomes?: Record<string, number>;
   /** Ours: the `limits` config it ran with (omitted = the shipped defaults). */
   limits?: Record<string, unknown>;
   /** 1-minute load average when the restart happened (the machine may be shared). */
@@ -182,7 +184,7 @@ export async function reconnectBench(opts: {
           ...common,
           policyDir: example ? examplePolicyDir(join(work, "policy-example"), 10_000).dir : trivial,
           workDir: join(work, target),
-          logLevel: "warn",
+          logLevel: process.env.RECONNECT_TRACE ? "info" : "warn",
           ...(opts.limits ? { extra: { limits: opts.limits } } : {}),
         });
       }
@@ -215,6 +217,7 @@ export async function reconnectBench(opts: {
       await server.kill();
       await server.restart();
       const readyAt = Date.now();
+      if (process.env.RECONNECT_TRACE) log(`    server ready at ${new Date(readyAt).toISOString()}`);
       const back = await waitPhase(drivers, "reconnected", 10 * 60_000);
       const errors: Record<string, number> = {};
       for (const d of back) {
@@ -236,13 +239,22 @@ export async function reconnectBench(opts: {
         load1,
         ...(target !== "go-callout" && opts.limits ? { limits: opts.limits } : {}),
       };
-      if ("http" in service) run.service_dropped = await droppedByReason(service.http as string);
+      if ("http" in service) {
+        run.service_dropped = await counterByLabels(service.http as string, "requests_dropped_total", [
+          "reason",
+        ]);
+        run.service_outcomes = await counterByLabels(service.http as string, "requests_total", [
+          "outcome",
+          "code",
+        ]);
+      }
       runs.push(run);
       log(
         `  ${target}: all ${run.connected - run.missing}/${run.connected} authorized again ` +
           `${run.all_authorized_s.toFixed(1)} s after the restart; failed attempts ${run.failed_attempts} ` +
           JSON.stringify(errors) +
           (run.service_dropped ? `; service dropped ${JSON.stringify(run.service_dropped)}` : "") +
+          (run.service_outcomes ? `; outcomes ${JSON.stringify(run.service_outcomes)}` : "") +
           ` (load ${load1.toFixed(1)})`,
       );
     } finally {
@@ -257,19 +269,29 @@ export async function reconnectBench(opts: {
           if (msg) lines[msg] = (lines[msg] ?? 0) + 1;
         }
         log(`  ${target}: service log lines ${JSON.stringify(lines)}`);
+        if (process.env.RECONNECT_TRACE) {
+          for (const l of service.output().split("\n"))
+            if (/connection state|shed|late|timeout|"error"/.test(l)) log(`    ${l.slice(0, 300)}`);
+        }
       }
     }
   }
   return { clients, per_process: perProcess, ...(capped ? { capped } : {}), runs };
 }
 
-/** The service's requests_dropped_total by reason, from its metrics endpoint. */
-async function droppedByReason(http: string): Promise<Record<string, number>> {
+/** One of the service's counters, from its metrics endpoint, keyed by the values of `labels` ("allow/ok"). */
+async function counterByLabels(
+  http: string,
+  name: string,
+  labels: string[],
+): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   try {
     const text = await (await fetch(`${http}/metrics`)).text();
-    for (const m of text.matchAll(/^nats_opa_callout_requests_dropped_total\{reason="([^"]+)"\} (\S+)$/gm)) {
-      out[m[1]!] = Number(m[2]);
+    for (const m of text.matchAll(new RegExp(`^nats_opa_callout_${name}\\{([^}]*)\\} (\\S+)$`, "gm"))) {
+      const got = Object.fromEntries([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+      const key = labels.map((l) => got[l] ?? "").join("/");
+      out[key] = (out[key] ?? 0) + Number(m[2]);
     }
   } catch {
     /* metrics unavailable: report none */

@@ -230,6 +230,7 @@ export function connectionOptions(
     maxReconnectAttempts: -1,
     reconnectTimeWait: o.reconnectTimeWaitMs ?? 100,
     reconnectJitter: 50,
+    timeout: cfg.nats.connectTimeoutMs,
     waitOnFirstConnect: o.waitOnFirstConnect ?? false,
   };
   const auth = cfg.nats.auth;

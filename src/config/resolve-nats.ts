@@ -130,6 +130,7 @@ export function resolveNats(r: FieldReader): ResolvedNats {
     name: get<string>("nats.name"),
     queueGroup,
     subject,
+    connectTimeoutMs: get<number>("nats.connect_timeout_ms"),
   };
   if (tls) nats.tls = tls;
   return nats;

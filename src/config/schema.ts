@@ -88,6 +88,16 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
     description: "Queue group of the subscription, so that replicas share the requests.",
   },
   {
+    path: "nats.connect_timeout_ms",
+    type: "integer",
+    kind: "integer",
+    default: 2000,
+    min: 100,
+    max: 60_000,
+    description:
+      "Longest wait for the server's handshake on each connect and reconnect attempt before the next attempt (nats.go's default; nats.js's own is 20 s, which after a server restart can leave the callout away for 20 s while every client fails).",
+  },
+  {
     path: "nats.subject",
     type: "string",
     kind: "string",

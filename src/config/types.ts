@@ -43,6 +43,7 @@ export interface ServiceConfig {
     name?: string;
     queue_group?: string;
     subject?: string;
+    connect_timeout_ms?: number;
   };
   mode?: Mode;
   issuer?: SeedInput;
@@ -177,6 +178,8 @@ export interface ResolvedNats {
   name: string;
   queueGroup: string;
   subject: string;
+  /** Handshake timeout per connect attempt (nats.connect_timeout_ms). */
+  connectTimeoutMs: number;
 }
 
 /** One allow-listed target account. Operator mode adds its public key and the key that signs its users. */

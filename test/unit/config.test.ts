@@ -18,6 +18,7 @@ import {
   type ServiceConfig,
 } from "../../src/config.js";
 import { ConfigError } from "../../src/errors.js";
+import { connectionOptions } from "../../src/service.js";
 import { loadServeConfig, readConfigFile } from "../../src/config/load.js";
 import { SERVE_HELP } from "../../src/cli/serve.js";
 
@@ -82,6 +83,13 @@ describe("resolveConfig: defaults", () => {
     assert.equal(c.nats.queueGroup, "nats-opa-callout");
     assert.equal(c.nats.subject, "$SYS.REQ.USER.AUTH");
     assert.equal(c.nats.name, configDefault("nats.name"));
+    // nats.go's default handshake timeout, not nats.js's 20 s: it reaches the client's options
+    assert.equal(c.nats.connectTimeoutMs, 2000);
+    assert.equal(connectionOptions(c).timeout, 2000);
+    assert.equal(
+      connectionOptions(resolveConfig({ ...minimal, nats: { connect_timeout_ms: 750 } })).timeout,
+      750,
+    );
     assert.deepEqual(c.nats.auth, { kind: "none" });
     assert.equal(c.issuer?.publicKey, issuer.getPublicKey());
     assert.equal(c.issuer?.seed.reveal(), ISSUER_SEED);
@@ -276,6 +284,11 @@ describe("resolveConfig: every error names its field", () => {
     ],
     ["bad subject", { ...minimal, nats: { subject: "a.*" } }, ["nats.subject"]],
     ["empty queue group", { ...minimal, nats: { queue_group: "" } }, ["nats.queue_group"], /empty/],
+    [
+      "connect timeout too short",
+      { ...minimal, nats: { connect_timeout_ms: 10 } },
+      ["nats.connect_timeout_ms"],
+    ],
     ["bad mode", { ...minimal, mode: "cluster" }, ["mode"], /config, operator/],
     ["config mode without issuer", { accounts: ["APP"] }, ["issuer.seed"], /required/],
     ["issuer seed and file", { ...minimal, issuer: { seed: ISSUER_SEED, seed_file: "/x" } }, ["issuer.seed"]],
@@ -651,6 +664,7 @@ describe("config fixes: keys, URLs, paths, listen addresses, the input type", ()
         name: "n",
         queue_group: "q",
         subject: "s",
+        connect_timeout_ms: 1,
       },
       mode: "config",
       issuer: { seed: "s", seed_file: "f" },
