@@ -96,15 +96,15 @@ function top(m: Map<string, number>, total: number, k: number): string {
     .join("\n");
 }
 
-/** utime+stime (s) and name of every thread of `pid`, from /proc/<pid>/task. */
-function threadCpu(pid: number): Map<string, { comm: string; cpu: number }> {
-  const out = new Map<string, { comm: string; cpu: number }>();
+/** utime+stime (s), stime alone, and name of every thread of `pid`, from /proc/<pid>/task. */
+function threadCpu(pid: number): Map<string, { comm: string; cpu: number; sys: number }> {
+  const out = new Map<string, { comm: string; cpu: number; sys: number }>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
       const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
       const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      out.set(tid, { comm, cpu: (Number(rest[11]) + Number(rest[12])) / 100 });
+      out.set(tid, { comm, cpu: (Number(rest[11]) + Number(rest[12])) / 100, sys: Number(rest[12]) / 100 });
     } catch {
       /* thread gone */
     }
@@ -164,7 +164,8 @@ async function main(): Promise<void> {
     for (let rep = 1; rep < Number(args.repeat); rep++) {
       const c = procCpuSeconds(svc.pid);
       const r = await storm(n);
-      const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${svc.pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+      const rss =
+        Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${svc.pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
       console.log(
         `storm ${rep}: ${r.ok}/${r.n} ok, ${r.rate.toFixed(0)}/s, service CPU ${(((procCpuSeconds(svc.pid) - c) / r.ok) * 1000).toFixed(2)} s per 1000 logins, RSS ${rss.toFixed(0)} MiB`,
       );
@@ -180,8 +181,11 @@ async function main(): Promise<void> {
     // Real CPU per thread (the profiles sample wall time: a thread preempted on a busy machine keeps its stack).
     for (const [tid, v] of t1) {
       const d = v.cpu - (t0.get(tid)?.cpu ?? 0);
+      const sys = v.sys - (t0.get(tid)?.sys ?? 0);
       if (d >= 0.01)
-        console.log(`  thread ${tid} ${v.comm}: ${((d / r.ok) * 1000).toFixed(3)} CPU-s per 1000 logins`);
+        console.log(
+          `  thread ${tid} ${v.comm}: ${((d / r.ok) * 1000).toFixed(3)} CPU-s per 1000 logins (system ${((sys / r.ok) * 1000).toFixed(3)})`,
+        );
     }
   } finally {
     await svc.stop();
