@@ -441,7 +441,7 @@ export class EvaluatorPool {
       const i = running ? slot.inFlight.findIndex((e) => e.seq === running.seq) : -1;
       const [entry] = i >= 0 ? slot.inFlight.splice(i, 1) : [];
       entry?.job.settle(new PolicyEvalError(`policy evaluation worker exited (exit code ${code})${why}`));
-      this.replace(slot);
+      this.replace(slot, entry === undefined);
     });
   }
 
@@ -596,7 +596,11 @@ export class EvaluatorPool {
     this.replace(slot);
   }
 
-  private replace(slot: Slot): void {
+  /**
+   * End `slot`'s worker and put another in its place. Its unanswered jobs go back to the front of the queue.
+   * `culpritUnknown`: it died while no job was running (RUNNING was idle), so any of them may be what ended it.
+   */
+  private replace(slot: Slot, culpritUnknown = false): void {
     if (this.closed) return;
     slot.ending = true;
     slot.ready = false;
@@ -604,13 +608,16 @@ export class EvaluatorPool {
     slot.watchdog = undefined;
     void slot.worker.terminate();
     // Jobs it had not answered: to the front of the queue, for the other workers or the replacement. (One it finished
-    // but whose answer was not read yet is evaluated again: evaluation has no side effects.)
-    // A job that was on two workers that ended is not tried a third time (it may be what ends them).
+    // but whose answer was not read yet is evaluated again: evaluation has no side effects.) The job that was running
+    // when a worker was killed or died has been answered already; the others are bystanders and go on. Only when no
+    // job was running can one of them be what ended it: a job in that position twice is not tried a third time.
     const back = slot.inFlight.splice(0).map((e) => e.job);
-    for (const j of back) {
-      j.handedBack = (j.handedBack ?? 0) + 1;
-      if (j.handedBack >= 2)
-        j.settle(new PolicyEvalError("policy evaluation workers ended twice under this job"));
+    if (culpritUnknown) {
+      for (const j of back) {
+        j.handedBack = (j.handedBack ?? 0) + 1;
+        if (j.handedBack >= 2)
+          j.settle(new PolicyEvalError("policy evaluation workers ended twice under this job"));
+      }
     }
     this.queue.unshift(...back.filter((j) => !j.done));
     this.dispatch();

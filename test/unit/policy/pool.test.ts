@@ -230,6 +230,23 @@ describe("bounded evaluation (worker pool)", { skip: skipWithoutOpa }, () => {
     }
   });
 
+  test("logins sharing hand-offs with repeated slow ones are never failed for it (one worker, each slow one killed)", async () => {
+    const h = await createPolicyEngine({ dir: policyDir(), ...common, workers: 1, evalTimeoutMs: 1000 });
+    try {
+      // One turn: slow, ok, slow, ok, slow, ok — every honest login shares a hand-off with a slow one, and the one
+      // that finished before a slow one is handed back unanswered each time that worker is killed.
+      const users = ["slow", "ok-a", "slow", "ok-b", "slow", "ok-c"];
+      const results = await Promise.all(users.map((u) => outcome(h, u, u === "slow" ? "x" : PASSWORD)));
+      for (const [i, u] of users.entries()) {
+        if (u === "slow") assert.equal(results[i], "policy_timeout", `${u} #${i}`);
+        else assert.equal(typeof results[i], "object", `${u} allowed, got ${String(results[i])}`);
+      }
+      assert.equal(h.store.current().policy.stats().timeouts, 3);
+    } finally {
+      await h.close();
+    }
+  });
+
   test("a finished job is not a timeout when the main thread was too busy to read its answer in time", async () => {
     const h = await createPolicyEngine({ dir: policyDir(), ...common, workers: 1, evalTimeoutMs: 100 });
     try {
