@@ -551,7 +551,9 @@ export class EvaluatorPool {
     if (running) {
       const ran = now - running.startedAt;
       if (ran >= this.timeoutMs) {
-        this.kill(slot, running.seq);
+        if (this.kill(slot, running.seq)) return;
+        // (a running job the pool does not know cannot happen; should it, keep watching rather than stop)
+        this.arm(slot, this.timeoutMs);
         return;
       }
       if (ran >= STEAL_AFTER_MS) this.withdraw(slot);
@@ -574,11 +576,14 @@ export class EvaluatorPool {
     this.dispatch();
   }
 
-  /** The running job outlived timeoutMs: deny it, end the worker (its other jobs go elsewhere), start another. */
-  private kill(slot: Slot, seq: number): void {
+  /**
+   * The running job outlived timeoutMs: deny it, end the worker (its other jobs go elsewhere), start another. False
+   * when `seq` is not in flight here.
+   */
+  private kill(slot: Slot, seq: number): boolean {
     const i = slot.inFlight.findIndex((e) => e.seq === seq);
     const entry = slot.inFlight[i];
-    if (!entry) return;
+    if (!entry) return false;
     slot.inFlight.splice(i, 1);
     const job = entry.job;
     this.timeouts++;
@@ -596,6 +601,7 @@ export class EvaluatorPool {
       new PolicyTimeoutError(`policy evaluation exceeded ${this.timeoutMs} ms (policy.eval_timeout_ms)`),
     );
     this.replace(slot);
+    return true;
   }
 
   /**
