@@ -147,9 +147,8 @@ One request at a time through each stage in a tight loop (median of 5 batches, a
 wall time per request. "example" is \`policies/\` with its data document grown to 10,000 generated password users
 (each evaluation does a salted HMAC-SHA256 password check). The synchronous stages run on one thread, so their
 time is their CPU. Stages through the worker pool ("policy eval", the whole pipeline) include, one request at a
-time, an event-loop turn before the hand-off (the pool batches what arrives in one turn) and waking a worker
-thread each time: they are latency figures for an idle service, not its CPU under load — section 2 measures
-that. µs per authorization:
+time, the hand-off to a worker and waking its thread each time (alone, a request is not batched with others):
+they are latency figures for an idle service, not its CPU under load — section 2 measures that. µs per authorization:
 
 ${table(
   ["Stage", "trivial policy", "example policy, 10k users"],
