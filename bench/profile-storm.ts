@@ -4,8 +4,8 @@
  * a warm-up and a storm with bench/storm-go, stops the service (the profiles of the main thread and of
  * every evaluation worker are written on exit) and prints self time by function and by file.
  *
- *   node --import tsx bench/profile-storm.ts [--n 3000] [--warmup 3000] [--shipped] [--workers N] [--top 40] [--no-prof]
- *     [--node-args="…"]
+ *   node --import tsx bench/profile-storm.ts [--n 3000] [--warmup 3000] [--shipped [--without dlog|mask|info]]
+ *     [--repeat K] [--workers N] [--top 40] [--no-prof] [--node-args="…"]
  *
  * --shipped adds what `make run` ships: the decision log to a file, the policy mask and info-level logging (one
  * summary line per login). The profiles
@@ -21,6 +21,7 @@ import {
   examplePolicyDir,
   newKeys,
   procCpuSeconds,
+  procRssBytes,
   startNatsServer,
   startOurs,
   stormGo,
@@ -164,8 +165,7 @@ async function main(): Promise<void> {
     for (let rep = 1; rep < Number(args.repeat); rep++) {
       const c = procCpuSeconds(svc.pid);
       const r = await storm(n);
-      const rss =
-        Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${svc.pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+      const rss = procRssBytes(svc.pid) / 2 ** 20;
       console.log(
         `storm ${rep}: ${r.ok}/${r.n} ok, ${r.rate.toFixed(0)}/s, service CPU ${(((procCpuSeconds(svc.pid) - c) / r.ok) * 1000).toFixed(2)} s per 1000 logins, RSS ${rss.toFixed(0)} MiB`,
       );

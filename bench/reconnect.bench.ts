@@ -263,14 +263,15 @@ export async function reconnectBench(opts: {
       await server?.stop();
       if (service && target !== "go-callout") {
         // What the service warned about during the run (policy timeouts, worker replacements, shedding), by message.
+        const output = service.output().split("\n");
         const lines: Record<string, number> = {};
-        for (const l of service.output().split("\n")) {
+        for (const l of output) {
           const msg = /"msg":"([^"]+)"/.exec(l)?.[1];
           if (msg) lines[msg] = (lines[msg] ?? 0) + 1;
         }
         log(`  ${target}: service log lines ${JSON.stringify(lines)}`);
         if (process.env.RECONNECT_TRACE) {
-          for (const l of service.output().split("\n"))
+          for (const l of output)
             if (/connection state|shed|late|timeout|"error"/.test(l)) log(`    ${l.slice(0, 300)}`);
         }
       }

@@ -194,11 +194,10 @@ export async function stormBench(opts: {
           ...common,
           url: server.url,
           policyDir: exampleDir(),
-          xkeySeed: keys.xkeySeed,
+          ...(xkeyed(name) ? { xkeySeed: keys.xkeySeed } : {}),
         });
         creds = { user: "bench-u", pass: "bench-pw-{i}", users: 10_000 };
-        detail =
-          "OPA Go SDK v1.22.4 (rego.PrepareForEval), policies/ with 10,000 generated password users, xkey";
+        detail = `OPA Go SDK v1.22.4 (rego.PrepareForEval), policies/ with 10,000 generated password users${xkeyed(name) ? ", xkey" : ""}`;
       } else {
         const venv = await ensurePyVenv();
         if (!venv.ok) throw new Error(`venv/pip: ${venv.why}`);

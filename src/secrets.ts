@@ -100,16 +100,16 @@ export function credentialsOf(values: readonly string[]): Credentials {
   // How many 8-character pieces the long credentials have; the pieces themselves are cut on first use.
   let pieceCount = 0;
   for (const c of long) pieceCount += c.length - MIN_FRAGMENT + 1;
-  let pieceList: string[] | undefined;
-  const allPieces = (): string[] => {
-    if (pieceList === undefined) {
-      const seen = new Set<string>();
+  let allPieces: Set<string> | undefined;
+  const piecesOfLong = (): Set<string> => {
+    if (allPieces === undefined) {
+      allPieces = new Set<string>();
       for (const c of long)
-        for (let i = 0; i + MIN_FRAGMENT <= c.length; i++) seen.add(c.slice(i, i + MIN_FRAGMENT));
-      pieceList = [...seen];
+        for (let i = 0; i + MIN_FRAGMENT <= c.length; i++) allPieces.add(c.slice(i, i + MIN_FRAGMENT));
     }
-    return pieceList;
+    return allPieces;
   };
+  // Set once the indexOf budget for window lookups is spent: from then on windows are looked up in it.
   let pieces: Set<string> | undefined;
   let budget = INDEXOF_BUDGET;
   const inLong = (window: string): boolean => {
@@ -126,9 +126,9 @@ export function credentialsOf(values: readonly string[]): Credentials {
         const windows = v.length - MIN_FRAGMENT + 1;
         if (windows > 0) {
           if (pieceCount <= windows) {
-            for (const piece of allPieces()) if (v.includes(piece)) return true;
+            for (const piece of piecesOfLong()) if (v.includes(piece)) return true;
           } else {
-            if (pieces === undefined && (budget -= windows) < 0) pieces = new Set(allPieces());
+            if (pieces === undefined && (budget -= windows) < 0) pieces = piecesOfLong();
             for (let i = 0; i < windows; i++) if (inLong(v.slice(i, i + MIN_FRAGMENT))) return true;
           }
         }

@@ -9,9 +9,9 @@
  * answers a message with one message. Waking a sleeping thread and reading its answer cost more than
  * a small evaluation, so jobs that arrive together (or while the workers were busy) share the wake-ups.
  * (A setImmediate flush batched as well but cost ~10 % more CPU per login in the storm; a microtask
- * adds no event-loop turn to an idle service's latency.) A job handed over behind a slow one is withdrawn (./progress.ts) once that slow
- * job has run STEAL_AFTER_MS, and goes to the next idle worker; the deadline (`timeoutMs`) counts from
- * the moment the worker starts a job.
+ * adds no event-loop turn to an idle service's latency.) A job handed over behind a slow one is
+ * withdrawn (./progress.ts) once that slow job has run STEAL_AFTER_MS, and goes to the next idle
+ * worker; the deadline (`timeoutMs`) counts from the moment the worker starts a job.
  *
  * Outcomes of `evaluate` / `evaluateAll`:
  * - the entrypoint's value (undefined = undefined decision), or a PolicyEvalError carrying OPA's
@@ -515,7 +515,14 @@ export class EvaluatorPool {
       this.replace(slot);
       return;
     }
-    // The first job in flight needs its deadline watched; a second one, a look at whether it is stuck behind the first.
+    this.armForLoad(slot);
+  }
+
+  /**
+   * Arm the watchdog for what is in flight: one job needs its deadline watched; more, a look soon at whether they are
+   * stuck behind the first.
+   */
+  private armForLoad(slot: Slot): void {
     this.arm(slot, slot.inFlight.length > 1 ? STEAL_AFTER_MS : this.timeoutMs);
   }
 
@@ -561,7 +568,7 @@ export class EvaluatorPool {
       this.arm(slot, slot.inFlight.length > 1 ? Math.min(STEAL_AFTER_MS, left) : left);
       return;
     }
-    this.arm(slot, slot.inFlight.length > 1 ? STEAL_AFTER_MS : this.timeoutMs);
+    this.armForLoad(slot);
   }
 
   /** Take back the jobs this worker has not started, to the front of the queue. */
@@ -709,7 +716,7 @@ function spawn(init: PoolInit): Promise<Spawned> {
     const onMessage = (msg: WorkerMessage): void => {
       if (msg.type === "ready") {
         cleanup();
-        // An idle worker must not keep the process alive; a busy one does (see dispatch).
+        // An idle worker must not keep the process alive; a busy one does (see add).
         worker.unref();
         resolve({ worker, ready: msg, progress });
       } else if (msg.type === "load_error") {

@@ -4,8 +4,9 @@
  * "load_error" with the PolicyLoadError's text and location), then answers evaluation jobs: each
  * message carries a batch of jobs and gets one message with their answers. Each job is claimed through
  * the shared progress cells (./progress.ts) before it starts, and skipped when the pool withdrew it for
- * another worker. A job evaluates one or more entrypoints on the same input with time frozen at `nowNs`; each
- * entrypoint's outcome is reported separately, so a failing mask rule cannot hide the decision.
+ * another worker. A job evaluates one or more entrypoints on the same input with time frozen at
+ * `nowNs`; each entrypoint's outcome is reported separately, so a failing mask rule cannot hide the
+ * decision.
  *
  * The pool owns every limit: it kills this thread when a job outlives its deadline. Nothing here
  * logs; fault texts go back to the pool, which scrubs them before they reach a log line.
