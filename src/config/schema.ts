@@ -95,7 +95,7 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
     min: 100,
     max: 60_000,
     description:
-      "Longest wait for the server's handshake on each connect and reconnect attempt before the next attempt (nats.go's default; nats.js's own is 20 s, which after a server restart can leave the callout away for 20 s while every client fails).",
+      "Longest wait for the server's handshake on each connect and reconnect attempt before the next attempt (nats.go's default; nats.js's own is 20 s, which after a server restart can leave the callout away for 20 s while every client fails). Also applies to the connection of policy.source.object_store.",
   },
   {
     path: "nats.subject",

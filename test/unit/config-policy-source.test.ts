@@ -12,6 +12,7 @@ import { after, describe, it } from "node:test";
 import { createAccount } from "@nats-io/nkeys";
 import { resolveConfig, type ServiceConfig } from "../../src/config.js";
 import { ConfigError } from "../../src/errors.js";
+import { objectStoreConnectionOptions } from "../../src/policy/sources/index.js";
 
 const dir = mkdtempSync(join(tmpdir(), "cfg-source-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -88,6 +89,42 @@ describe("policy.source and policy.signing", () => {
     if (src?.kind !== "object_store") return;
     assert.equal(src.name, "bundle.tar.gz");
     assert.equal(src.auth.kind, "user");
+  });
+
+  it("the Object Store connection gets nats.connect_timeout_ms, its own servers and its auth", () => {
+    const resolve = (nats: ServiceConfig["nats"]) =>
+      resolveConfig(
+        {
+          ...withPolicy({
+            bundle: join(dir, "os.tar.gz"),
+            source: {
+              object_store: {
+                bucket: "policy",
+                servers: ["nats://store:4222"],
+                user: "reader",
+                password: "pw",
+              },
+            },
+          }),
+          ...(nats ? { nats } : {}),
+        },
+        { baseDir: dir },
+      );
+    for (const [nats, timeout] of [
+      [undefined, 2000],
+      [{ connect_timeout_ms: 750 }, 750],
+    ] as const) {
+      const cfg = resolve(nats);
+      const src = cfg.policy?.source;
+      assert.ok(src?.kind === "object_store");
+      const o = objectStoreConnectionOptions(src, cfg.nats, false);
+      assert.equal(o.timeout, timeout); // not nats.js's 20 s
+      assert.deepEqual(o.servers, ["nats://store:4222"]);
+      assert.equal(o.user, "reader");
+      assert.equal(o.pass, "pw");
+      assert.equal(o.waitOnFirstConnect, false);
+      assert.equal(objectStoreConnectionOptions(src, cfg.nats, true).waitOnFirstConnect, true);
+    }
   });
 
   it("every mistake names its field", () => {

@@ -12,7 +12,12 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readFile, rename, writeFile } from "node:fs/promises";
-import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
+import {
+  connect,
+  credsAuthenticator,
+  type NatsConnection,
+  type NodeConnectionOptions,
+} from "@nats-io/transport-node";
 import type { ResolvedNats, ResolvedPolicy, ResolvedSigning } from "../../config/types.js";
 import { PolicyLoadError } from "../../errors.js";
 import type { Logger } from "../../log.js";
@@ -94,6 +99,34 @@ function observe(source: Source, logger: Logger, describe: () => Record<string, 
 }
 
 /**
+ * nats.js options of the policy source's own Object Store connection: its servers (default: nats.servers), auth and
+ * the handshake timeout of nats.connect_timeout_ms (nats.js's own default is 20 s). It waits for a first connect
+ * only when policy.bundle already holds a copy to serve meanwhile.
+ */
+export function objectStoreConnectionOptions(
+  src: Extract<NonNullable<ResolvedPolicy["source"]>, { kind: "object_store" }>,
+  nats: ResolvedNats,
+  haveCopy: boolean,
+): NodeConnectionOptions {
+  const auth =
+    src.auth.kind === "creds"
+      ? { authenticator: credsAuthenticator(new TextEncoder().encode(src.auth.creds.reveal())) }
+      : src.auth.kind === "user"
+        ? { user: src.auth.user, pass: src.auth.password.reveal() }
+        : {};
+  return {
+    servers: src.servers ?? nats.servers,
+    name: `${nats.name}-policy-source`,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    timeout: nats.connectTimeoutMs,
+    waitOnFirstConnect: haveCopy,
+    ...(nats.tls ? { tls: { ...nats.tls } } : {}),
+    ...auth,
+  };
+}
+
+/**
  * Start `policy.source` (undefined when none is configured). Throws PolicyLoadError when the first download
  * failed and policy.bundle holds no earlier copy.
  */
@@ -128,22 +161,8 @@ export async function startPolicySource(
       longPollSeconds: src.longPollSeconds,
     });
   } else {
-    const auth =
-      src.auth.kind === "creds"
-        ? { authenticator: credsAuthenticator(new TextEncoder().encode(src.auth.creds.reveal())) }
-        : src.auth.kind === "user"
-          ? { user: src.auth.user, pass: src.auth.password.reveal() }
-          : {};
     try {
-      nc = await connect({
-        servers: src.servers ?? nats.servers,
-        name: `${nats.name}-policy-source`,
-        maxReconnectAttempts: -1,
-        reconnectTimeWait: 250,
-        waitOnFirstConnect: existsSync(target),
-        ...(nats.tls ? { tls: { ...nats.tls } } : {}),
-        ...auth,
-      });
+      nc = await connect(objectStoreConnectionOptions(src, nats, existsSync(target)));
     } catch (err) {
       throw new PolicyLoadError(
         `policy.source.object_store: cannot connect to NATS (${err instanceof Error ? err.message : String(err)}) and policy.bundle ${target} holds no earlier copy`,
