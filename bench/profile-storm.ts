@@ -5,10 +5,12 @@
  * every evaluation worker are written on exit) and prints self time by function and by file.
  *
  *   node --import tsx bench/profile-storm.ts [--n 3000] [--warmup 3000] [--shipped [--without dlog|mask|info]]
- *     [--repeat K] [--workers N] [--top 40] [--no-prof] [--node-args="…"]
+ *     [--repeat K] [--workers N] [--top 40] [--no-prof] [--node-args="…"] [--inclusive "pattern,…"]
  *
  * --shipped adds what `make run` ships: the decision log to a file, the policy mask and info-level logging (one
- * summary line per login). The profiles
+ * summary line per login). --inclusive prints, per pattern, the sampled time of every stack with a frame whose
+ * "function file:line" label contains it (e.g. "record dist/src/audit.js" = the decision-log record with all it calls),
+ * in ms and in µs per login over warm-up and storm together (what the profile covers). The profiles
  * stay in build/profile/ (open them in Chrome DevTools or speedscope for the call trees).
  */
 import { readdirSync, readFileSync, rmSync } from "node:fs";
@@ -45,6 +47,8 @@ const { values: args } = parseArgs({
     "no-prof": { type: "boolean", default: false },
     /** policy.eval_workers of the service (default: the service's). */
     workers: { type: "string" },
+    /** Comma-separated frame-label patterns: inclusive (self + callees) sampled time of each. */
+    inclusive: { type: "string" },
   },
 });
 
@@ -77,13 +81,39 @@ export function selfTimes(p: CpuProfile): {
     const file = f.url
       ? f.url.replace(/^file:\/\//, "").replace(REPO + "/", "")
       : `(${f.functionName || "native"})`;
-    const fn = `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`;
+    const fn = frameLabel(n);
     if (f.functionName === "(idle)") continue;
     total += dt;
     byFn.set(fn, (byFn.get(fn) ?? 0) + dt);
     byFile.set(file, (byFile.get(file) ?? 0) + dt);
   }
   return { byFn, byFile, total };
+}
+
+/** Sampled µs of the stacks that have a frame whose label contains `pattern` (each sample counted once). */
+export function inclusiveTimes(p: CpuProfile, patterns: readonly string[]): Map<string, number> {
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const label = new Map(p.nodes.map((n) => [n.id, frameLabel(n)]));
+  const out = new Map(patterns.map((x) => [x, 0]));
+  for (let i = 0; i < p.samples.length; i++) {
+    const dt = p.timeDeltas[i] ?? 0;
+    const hit = new Set<string>();
+    for (let id: number | undefined = p.samples[i]; id !== undefined; id = parent.get(id)) {
+      const l = label.get(id) ?? "";
+      for (const x of patterns) if (l.includes(x)) hit.add(x);
+    }
+    for (const x of hit) out.set(x, (out.get(x) ?? 0) + dt);
+  }
+  return out;
+}
+
+function frameLabel(n: ProfileNode): string {
+  const f = n.callFrame;
+  const file = f.url
+    ? f.url.replace(/^file:\/\//, "").replace(REPO + "/", "")
+    : `(${f.functionName || "native"})`;
+  return `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`;
 }
 
 function top(m: Map<string, number>, total: number, k: number): string {
@@ -192,12 +222,23 @@ async function main(): Promise<void> {
     await server.stop();
   }
   if (args["no-prof"]) return;
+  const patterns = (args.inclusive ?? "").split(",").filter((x) => x !== "");
   for (const f of readdirSync(profDir).filter((x) => x.endsWith(".cpuprofile"))) {
-    const s = selfTimes(JSON.parse(readFileSync(join(profDir, f), "utf8")) as CpuProfile);
+    const prof = JSON.parse(readFileSync(join(profDir, f), "utf8")) as CpuProfile;
+    const s = selfTimes(prof);
     console.log(
       `\n${f}: ${(s.total / 1000).toFixed(0)} ms sampled (not idle)\nby file:\n${top(s.byFile, s.total, 15)}`,
     );
     console.log(`by function:\n${top(s.byFn, s.total, k)}`);
+    if (patterns.length > 0) {
+      const logins = Number(args.warmup) + n * Number(args.repeat);
+      const inc = inclusiveTimes(prof, patterns);
+      console.log("inclusive (self + callees):");
+      for (const [x, us] of inc)
+        console.log(
+          `  ${((us / s.total) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(6)} ms  ${(us / logins).toFixed(1).padStart(6)} µs/login  ${x}`,
+        );
+    }
   }
 }
 
