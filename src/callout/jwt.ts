@@ -7,7 +7,7 @@
  * only the standard claims; we hash the whole claims object, so two JWTs differing only in
  * permissions get different ids — nats-server does not check `jti`).
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { RequestDecodeError } from "../errors.js";
 import type { KeyKind, Signer, Verifier } from "./keys.js";
 
@@ -63,11 +63,11 @@ export function base32NoPad(bytes: Uint8Array): string {
 export function encodeJwt(claims: UnsignedClaims, signer: Signer, nowMs: number = Date.now()): string {
   // iss/iat/jti are always ours, whatever the caller passed.
   const { aud, exp, name, nbf, sub, nats, iss: _iss, iat: _iat, jti: _jti, ...rest } = claims as JwtClaims;
-  // Key order mirrors nats-io/jwt (aud, exp, jti, iat, iss, name, nbf, sub, nats); undefined keys vanish.
-  const full: JwtClaims = {
-    aud,
-    exp,
-    jti: undefined,
+  // Key order mirrors nats-io/jwt (aud, exp, jti, iat, iss, name, nbf, sub, nats); undefined keys vanish. The claims
+  // are serialised once, in two parts around jti: jti hashes the claims without it (head + tail), and the token
+  // carries head + jti + tail, which parses to the same object as serialising the whole claims with jti would.
+  const head = JSON.stringify({ aud, exp });
+  const tail = JSON.stringify({
     iat: Math.floor(nowMs / 1000),
     iss: signer.publicKey,
     name,
@@ -75,9 +75,10 @@ export function encodeJwt(claims: UnsignedClaims, signer: Signer, nowMs: number 
     sub,
     ...rest,
     nats,
-  };
-  full.jti = base32NoPad(createHash("sha512-256").update(JSON.stringify(full)).digest());
-  const body = Buffer.from(JSON.stringify(full)).toString("base64url");
+  });
+  const open = head === "{}" ? "{" : `${head.slice(0, -1)},`;
+  const jti = base32NoPad(hash("sha512-256", open + tail.slice(1), "buffer"));
+  const body = Buffer.from(`${open}"jti":"${jti}",${tail.slice(1)}`).toString("base64url");
   const signingInput = `${HEADER_B64}.${body}`;
   const sig = Buffer.from(signer.sign(Buffer.from(signingInput))).toString("base64url");
   return `${signingInput}.${sig}`;
@@ -95,15 +96,24 @@ export interface ParsedJwt {
 const B64URL = /^[A-Za-z0-9_-]*$/;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
+const B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/**
+ * True when unpadded base64url `part` (alphabet and length already checked) is the canonical encoding of its bytes:
+ * the bits of its last character beyond the last whole byte are zero (what re-encoding the decoded bytes would give).
+ */
+export function canonicalB64url(part: string): boolean {
+  const spare = part.length % 4 === 2 ? 0x0f : part.length % 4 === 3 ? 0x03 : 0;
+  return spare === 0 || (B64URL_ALPHABET.indexOf(part[part.length - 1] as string) & spare) === 0;
+}
+
 function b64urlStrict(part: string, what: string): Buffer {
   if (!B64URL.test(part) || part.length % 4 === 1) {
     throw new RequestDecodeError(`jwt: ${what} is not base64url`);
   }
-  const buf = Buffer.from(part, "base64url");
   // Reject non-canonical encodings (stray trailing bits), which Buffer would silently accept.
-  if (buf.toString("base64url") !== part)
-    throw new RequestDecodeError(`jwt: ${what} is not canonical base64url`);
-  return buf;
+  if (!canonicalB64url(part)) throw new RequestDecodeError(`jwt: ${what} is not canonical base64url`);
+  return Buffer.from(part, "base64url");
 }
 
 function jsonObject(buf: Buffer, what: string): Record<string, unknown> {

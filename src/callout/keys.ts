@@ -8,7 +8,7 @@
  *
  * Nothing here ever puts seed material into an error message.
  */
-import { randomBytes } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 import { Prefix } from "@nats-io/nkeys";
 import { Codec } from "@nats-io/nkeys/lib/codec.js";
 import { KeyError } from "../errors.js";
@@ -114,12 +114,14 @@ export function decodePublicKey(key: string, kind: KeyKind | "curve"): Uint8Arra
 /** True when `key` is a well-formed public nkey of the given role (prefix and checksum valid). */
 export function isPublicKey(key: unknown, kind: KeyKind | "curve"): key is string {
   if (typeof key !== "string") return false;
+  if (WELL_FORMED.get(key)) return key[0] === (kind === "curve" ? "X" : LETTER[kind]);
   try {
     decodePublicKey(key, kind);
-    return true;
   } catch {
     return false;
   }
+  if (kind !== "user") WELL_FORMED.set(key, true);
+  return true;
 }
 
 /** A Map that evicts its oldest entry beyond `max` entries (insertion order). */
@@ -143,6 +145,13 @@ class BoundedCache<V> {
     return this.#map.size;
   }
 }
+
+/**
+ * Public keys already found well-formed, except user keys (nats-server makes a new one per connection): every request
+ * names the same server (iss) and account (sub) keys, whose base32 and CRC16 need checking once. A key's first letter
+ * is its role, so a hit still checks that.
+ */
+const WELL_FORMED = new BoundedCache<true>(1024);
 
 /**
  * Verifies Ed25519 signatures by public nkey, caching one prepared key per public key
@@ -181,6 +190,21 @@ export class Verifier {
 /** xkey wire format: "xkv1" ‖ 24-byte nonce ‖ NaCl box. */
 const XKV1 = te.encode("xkv1");
 const NONCE_LENGTH = 24;
+
+/**
+ * Random nonces drawn from one buffer filled 128 nonces at a time (one CSPRNG call instead of one per reply; nonces
+ * are public, each is used once). The returned view is valid until the next call: use it at once.
+ */
+const nonces = Buffer.alloc(NONCE_LENGTH * 128);
+let nonceAt = nonces.length;
+function nextNonce(): Uint8Array {
+  if (nonceAt === nonces.length) {
+    randomFillSync(nonces);
+    nonceAt = 0;
+  }
+  nonceAt += NONCE_LENGTH;
+  return nonces.subarray(nonceAt - NONCE_LENGTH, nonceAt);
+}
 
 /** A curve (xkey) key pair that seals/opens NATS xkey messages. */
 export interface XKey {
@@ -229,7 +253,7 @@ export function xkeyFromSeed(seed: string, opts: { cacheSize?: number } = {}): X
     },
     seal(data: Uint8Array, recipientXkey: string): Uint8Array {
       const k = sharedKeyFor(recipientXkey);
-      const nonce = new Uint8Array(randomBytes(NONCE_LENGTH));
+      const nonce = nextNonce();
       const box = boxAfter(data, nonce, k);
       const out = new Uint8Array(XKV1.length + NONCE_LENGTH + box.byteLength);
       out.set(XKV1, 0);

@@ -66,6 +66,36 @@ describe("encodeJwt", () => {
     assert.equal(jti, base32NoPad(createHash("sha512-256").update(JSON.stringify(rest)).digest()));
   });
 
+  test("the claims text is exactly the whole claims serialised with jti in nats-io/jwt's key order", () => {
+    const cases: Record<string, unknown>[] = [
+      { sub: "UXYZ", aud: "APP", exp: 1_700_000_060, nats: { type: "user", version: 2 } },
+      { sub: "U" },
+      { exp: 5, name: "n", nbf: 1, nats: { pub: { allow: ["a.>"] } } },
+      { aud: "A", sub: "U", custom: { x: [1, "y"] }, nats: { z: 1 } },
+      { aud: 'quote " and \\ backslash', sub: "\u2028 line sep" },
+    ];
+    for (const claims of cases) {
+      const t = encodeJwt(claims as never, signer, now);
+      const text = Buffer.from(t.split(".")[1]!, "base64url").toString();
+      const { aud, exp, name, nbf, sub, nats, ...rest } = claims;
+      const whole = (jti: string | undefined) =>
+        JSON.stringify({
+          aud,
+          exp,
+          jti,
+          iat: 1_700_000_000,
+          iss: signer.publicKey,
+          name,
+          nbf,
+          sub,
+          ...rest,
+          nats,
+        });
+      const jti = base32NoPad(createHash("sha512-256").update(whole(undefined)).digest());
+      assert.equal(text, whole(jti));
+    }
+  });
+
   test("never lets the caller choose iss, iat or jti", () => {
     const t = encodeJwt({ sub: "U", iss: "AEVIL", iat: 1, jti: "X" } as never, signer, now);
     const c = parseJwt(t).claims;

@@ -79,6 +79,25 @@ describe("public keys", () => {
     assert.equal(isPublicKey(undefined, "user"), false);
     assert.equal(isPublicKey(createCurve().getPublicKey(), "curve"), true);
   });
+
+  test("isPublicKey remembers well-formed keys and still checks their role", () => {
+    for (const [kp, kind] of [
+      [createServer(), "server"],
+      [createAccount(), "account"],
+      [createOperator(), "operator"],
+      [createCurve(), "curve"],
+    ] as const) {
+      const k = kp.getPublicKey();
+      for (let round = 0; round < 2; round++) {
+        // the second round answers from what the first one learned
+        assert.equal(isPublicKey(k, kind), true);
+        for (const other of ["server", "account", "operator", "user", "curve"] as const)
+          if (other !== kind) assert.equal(isPublicKey(k, other), false, `${kind} key as ${other}`);
+        assert.equal(isPublicKey(corrupt(k), kind), false);
+        assert.equal(isPublicKey(k.slice(0, -1), kind), false);
+      }
+    }
+  });
 });
 
 describe("Verifier", () => {
@@ -143,6 +162,16 @@ describe("xkey", () => {
     const a = x.seal(te.encode("same"), server.getPublicKey());
     const b = x.seal(te.encode("same"), server.getPublicKey());
     assert.notDeepEqual(Buffer.from(a), Buffer.from(b));
+  });
+
+  test("nonces stay distinct and every seal opens across refills of the nonce buffer (128 per fill)", () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 300; i++) {
+      const sealed = x.seal(te.encode(`reply ${i}`), server.getPublicKey());
+      seen.add(Buffer.from(sealed.subarray(4, 28)).toString("hex"));
+      assert.equal(td.decode(server.open(sealed, service.getPublicKey()) as Uint8Array), `reply ${i}`);
+    }
+    assert.equal(seen.size, 300);
   });
 
   test("rejects tampered, mis-addressed, truncated and non-xkv1 messages", () => {
