@@ -291,8 +291,8 @@ export function maskLoggedInput(
   raw: unknown,
   mask: MaskFunction | undefined,
   record: DecisionRecord,
+  secrets: Credentials = inputCredentials(raw),
 ): { input: unknown; masked: string[] } | undefined {
-  const secrets = inputCredentials(raw);
   let { input, masked } = maskCopy(raw, secrets);
   if (mask) {
     try {
@@ -372,8 +372,9 @@ function build(rec: DecisionRecord, opts: BuildEventOptions): { ev: DecisionEven
     timings: { ...(rec.timings ?? {}) },
   };
   const raw = rec.input ?? (rec.request ? inputFromRequest(rec.request) : undefined);
+  const secrets = inputCredentials(raw);
   // The reason was redacted where it was made; checked again here with the same definition (src/secrets.ts).
-  if (rec.reason !== undefined) ev.reason = redactText(rec.reason, inputCredentials(raw));
+  if (rec.reason !== undefined) ev.reason = redactText(rec.reason, secrets);
   if (rec.code !== undefined) ev.code = rec.code;
   if (rec.error) ev.error = true;
   if (rec.reply !== undefined) ev.reply = rec.reply;
@@ -389,7 +390,7 @@ function build(rec: DecisionRecord, opts: BuildEventOptions): { ev: DecisionEven
     (rec.request ? { id: rec.request.server_id.id, name: rec.request.server_id.name } : undefined);
   if (server) ev.server = server;
   if (raw !== undefined) {
-    const logged = maskLoggedInput(raw, opts.mask, rec);
+    const logged = maskLoggedInput(raw, opts.mask, rec, secrets);
     if (logged === undefined) {
       ev.input_dropped = "mask_error";
     } else {

@@ -8,6 +8,14 @@ import { createWriteStream, openSync, type WriteStream } from "node:fs";
 
 export class ReopenableFile {
   private stream: WriteStream;
+  /** Lines written in this turn, not yet handed to the stream. */
+  private pending = "";
+  private readonly flush = (): void => {
+    if (this.pending === "") return;
+    const lines = this.pending;
+    this.pending = "";
+    this.stream.write(lines);
+  };
 
   /** Opens `path` for appending; throws the open error (an ErrnoException). */
   constructor(
@@ -25,12 +33,14 @@ export class ReopenableFile {
   }
 
   write(line: string): void {
-    this.stream.write(line);
+    if (this.pending === "") setImmediate(this.flush);
+    this.pending += line;
   }
 
   /** Switch to a freshly opened file at the path; throws (and keeps the current file) when it cannot be opened. */
   reopen(): void {
     const next = this.open();
+    this.flush();
     const old = this.stream;
     this.stream = next;
     old.end();
@@ -38,6 +48,7 @@ export class ReopenableFile {
 
   /** Flush and close. */
   end(): Promise<void> {
+    this.flush();
     return new Promise<void>((r) => this.stream.end(() => r()));
   }
 }

@@ -57,3 +57,25 @@ test("ReopenableFile: after reopen() lines go to the file now at the path; mode 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("ReopenableFile: the lines of one turn reach the stream as one write, in order", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "logfile-"));
+  try {
+    const path = join(dir, "decisions.jsonl");
+    const f = new ReopenableFile(path, () => {});
+    const stream = (f as unknown as { stream: { write(s: string): boolean } }).stream;
+    const writes: string[] = [];
+    const write = stream.write.bind(stream);
+    stream.write = (s: string) => (writes.push(s), write(s));
+    for (let i = 0; i < 5; i++) f.write(`a${i}\n`);
+    assert.deepEqual(writes, []); // nothing before the turn ends
+    await new Promise((r) => setImmediate(r));
+    f.write("b0\n");
+    f.write("b1\n");
+    await f.end();
+    assert.deepEqual(writes, ["a0\na1\na2\na3\na4\n", "b0\nb1\n"]);
+    assert.equal(readFileSync(path, "utf8"), "a0\na1\na2\na3\na4\nb0\nb1\n");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
