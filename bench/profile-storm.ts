@@ -22,6 +22,7 @@ import {
   calloutConf,
   examplePolicyDir,
   newKeys,
+  parse as parseMetrics,
   procCpuSeconds,
   procRssBytes,
   startNatsServer,
@@ -143,6 +144,21 @@ function threadCpu(pid: number): Map<string, { comm: string; cpu: number; sys: n
   return out;
 }
 
+/** Count and total seconds of the service's GC pauses by kind, from its /metrics. */
+async function gcStats(http: string): Promise<Map<string, { count: number; seconds: number }>> {
+  const { samples } = parseMetrics(await (await fetch(`${http}/metrics`)).text());
+  const out = new Map<string, { count: number; seconds: number }>();
+  for (const [k, v] of samples) {
+    const m = /^nodejs_gc_duration_seconds_(count|sum)\{kind="(\w+)"\}$/.exec(k);
+    if (!m) continue;
+    const e = out.get(m[2]!) ?? { count: 0, seconds: 0 };
+    if (m[1] === "count") e.count = v;
+    else e.seconds = v;
+    out.set(m[2]!, e);
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const n = Number(args.n);
   const k = Number(args.top);
@@ -200,13 +216,24 @@ async function main(): Promise<void> {
         `storm ${rep}: ${r.ok}/${r.n} ok, ${r.rate.toFixed(0)}/s, service CPU ${(((procCpuSeconds(svc.pid) - c) / r.ok) * 1000).toFixed(2)} s per 1000 logins, RSS ${rss.toFixed(0)} MiB`,
       );
     }
+    const gc0 = await gcStats(svc.http);
     const c0 = procCpuSeconds(svc.pid);
     const t0 = threadCpu(svc.pid);
     const r = await storm(n);
     const cpu = procCpuSeconds(svc.pid) - c0;
     const t1 = threadCpu(svc.pid);
+    const gc1 = await gcStats(svc.http);
     console.log(
       `storm: ${r.ok}/${r.n} ok, ${r.rate.toFixed(0)}/s, service CPU ${((cpu / r.ok) * 1000).toFixed(2)} s per 1000 logins`,
+    );
+    // GC pauses on the main thread during the storm, by kind (prom-client's nodejs_gc_duration_seconds).
+    console.log(
+      `  gc: ${[...gc1]
+        .map(([kind, v]) => {
+          const b = gc0.get(kind) ?? { count: 0, seconds: 0 };
+          return `${kind} ${v.count - b.count}× ${((v.seconds - b.seconds) * 1000).toFixed(0)} ms`;
+        })
+        .join(", ")}`,
     );
     // Real CPU per thread (the profiles sample wall time: a thread preempted on a busy machine keeps its stack).
     for (const [tid, v] of t1) {
