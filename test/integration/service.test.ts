@@ -8,13 +8,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  connect,
-  credsAuthenticator,
-  usernamePasswordAuthenticator,
-  type NatsConnection,
-  type NodeConnectionOptions,
-} from "@nats-io/transport-node";
+import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { startCallout, type CalloutService, type ResultEvent, type StatusChange } from "../../src/service.js";
 import type { ServiceConfig } from "../../src/config.js";
@@ -24,7 +18,9 @@ import { createLogger, type Logger } from "../../src/log.js";
 import type { Grant } from "../../src/types.js";
 import {
   configModeSetup,
+  operatorClientAuth,
   operatorModeSetup,
+  operatorServiceConfig,
   serverMatrix,
   startNatsServer,
   type NatsServer,
@@ -33,8 +29,6 @@ import {
   until,
   userInfo,
 } from "../support/index.js";
-
-const enc = new TextEncoder();
 
 // ---- the handler: users with passwords and grants ----
 
@@ -104,22 +98,8 @@ async function prepare(sb: ServerBinary, setup: SetupName): Promise<Prepared> {
     assert.notEqual(op.app.signing.pub, op.app.key.pub, "APP users are signed by a separate signing key");
     return {
       server,
-      serviceConfig: {
-        ...common,
-        mode: "operator",
-        nats: { servers: server.url, creds_file: credsFile },
-        callout_account: { public_key: op.auth.key.pub, seed: op.auth.signing.seed },
-        accounts: {
-          APP: { public_key: op.app.key.pub, signing_key_seed: op.app.signing.seed },
-          OPS: { public_key: op.ops.key.pub, signing_key_seed: op.ops.signing.seed },
-        },
-      },
-      clientAuth: (user, password) => ({
-        authenticator: [
-          credsAuthenticator(enc.encode(op.sentinelCreds)),
-          usernamePasswordAuthenticator(user, password),
-        ],
-      }),
+      serviceConfig: { ...common, ...operatorServiceConfig(op, server.url, credsFile) },
+      clientAuth: operatorClientAuth(op),
       accountId: (name) => (name === "APP" ? op.app.key.pub : op.ops.key.pub),
       cleanup: async () => {
         await server.stop();

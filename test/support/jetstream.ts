@@ -12,16 +12,19 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeAccount } from "@nats-io/jwt";
 import { fromSeed } from "@nats-io/nkeys";
-import {
-  credsAuthenticator,
-  usernamePasswordAuthenticator,
-  type NodeConnectionOptions,
-} from "@nats-io/transport-node";
+import type { NodeConnectionOptions } from "@nats-io/transport-node";
 import { UNLIMITED_ACCOUNT_LIMITS } from "../../src/cli/init.js";
 import { createPolicyEngine, type PolicyEngineHandle } from "../../src/policy/index.js";
 import { startCallout, type CalloutService } from "../../src/service.js";
 import type { ServiceConfig } from "../../src/config.js";
-import { configModeSetup, operatorModeSetup, startNatsServer, type NatsServer } from "./nats-server.js";
+import {
+  configModeSetup,
+  operatorClientAuth,
+  operatorModeSetup,
+  operatorServiceConfig,
+  startNatsServer,
+  type NatsServer,
+} from "./nats-server.js";
 import { OPA_BIN, REPO } from "./paths.js";
 
 const enc = new TextEncoder();
@@ -100,21 +103,8 @@ export async function startJetStreamStack(o: {
       writeFileSync(calloutCreds, op.calloutCreds);
       sentinelCredsFile = join(dir, "sentinel.creds");
       writeFileSync(sentinelCredsFile, op.sentinelCreds);
-      serviceConfig = {
-        mode: "operator",
-        nats: { servers: server.url, creds_file: calloutCreds },
-        callout_account: { public_key: op.auth.key.pub, seed: op.auth.signing.seed },
-        accounts: {
-          APP: { public_key: op.app.key.pub, signing_key_seed: op.app.signing.seed },
-          OPS: { public_key: op.ops.key.pub, signing_key_seed: op.ops.signing.seed },
-        },
-      };
-      auth = (user, pass) => ({
-        authenticator: [
-          credsAuthenticator(enc.encode(op.sentinelCreds)),
-          usernamePasswordAuthenticator(user, pass),
-        ],
-      });
+      serviceConfig = operatorServiceConfig(op, server.url, calloutCreds);
+      auth = operatorClientAuth(op);
     }
     engine = await createPolicyEngine({ dir: o.policyDir, opaBin: OPA_BIN ?? "opa", watch: false });
     const svc = await startCallout({

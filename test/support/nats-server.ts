@@ -13,7 +13,13 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createAccount, createCurve, createOperator, createUser, type KeyPair } from "@nats-io/nkeys";
 import { encodeAccount, encodeOperator, encodeUser, fmtCreds } from "@nats-io/jwt";
+import {
+  credsAuthenticator,
+  usernamePasswordAuthenticator,
+  type NodeConnectionOptions,
+} from "@nats-io/transport-node";
 import { UNLIMITED_ACCOUNT_LIMITS } from "../../src/cli/init.js";
+import type { ServiceConfig } from "../../src/config.js";
 import { NATS_SERVER_210_BIN, NATS_SERVER_BIN } from "./paths.js";
 import { freePort, isListening } from "./ports.js";
 
@@ -386,6 +392,32 @@ export interface OperatorModeSetup {
   calloutCreds: string;
   /** Creds of the sentinel user (in AUTH, no permissions) that clients present to reach the callout. */
   sentinelCreds: string;
+}
+
+/**
+ * The service's config for an operator-mode setup: the callout user's creds from `credsFile` (write
+ * `op.calloutCreds` there), responses signed by the callout account's signing key, APP and OPS users signed by theirs.
+ */
+export function operatorServiceConfig(op: OperatorModeSetup, url: string, credsFile: string): ServiceConfig {
+  return {
+    mode: "operator",
+    nats: { servers: url, creds_file: credsFile },
+    callout_account: { public_key: op.auth.key.pub, seed: op.auth.signing.seed },
+    accounts: {
+      APP: { public_key: op.app.key.pub, signing_key_seed: op.app.signing.seed },
+      OPS: { public_key: op.ops.key.pub, signing_key_seed: op.ops.signing.seed },
+    },
+  };
+}
+
+/** Connect options of a client in operator mode: the sentinel's creds, plus the user/password the callout sees. */
+export function operatorClientAuth(
+  op: OperatorModeSetup,
+): (user: string, password: string) => Partial<NodeConnectionOptions> {
+  const sentinel = new TextEncoder().encode(op.sentinelCreds);
+  return (user, password) => ({
+    authenticator: [credsAuthenticator(sentinel), usernamePasswordAuthenticator(user, password)],
+  });
 }
 
 export interface OperatorModeOptions {
