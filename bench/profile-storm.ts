@@ -78,12 +78,9 @@ export function selfTimes(p: CpuProfile): {
     const dt = p.timeDeltas[i] ?? 0;
     const n = nodes.get(p.samples[i] as number);
     if (!n) continue;
-    const f = n.callFrame;
-    const file = f.url
-      ? f.url.replace(/^file:\/\//, "").replace(REPO + "/", "")
-      : `(${f.functionName || "native"})`;
+    if (n.callFrame.functionName === "(idle)") continue;
+    const file = frameFile(n);
     const fn = frameLabel(n);
-    if (f.functionName === "(idle)") continue;
     total += dt;
     byFn.set(fn, (byFn.get(fn) ?? 0) + dt);
     byFile.set(file, (byFile.get(file) ?? 0) + dt);
@@ -109,12 +106,16 @@ export function inclusiveTimes(p: CpuProfile, patterns: readonly string[]): Map<
   return out;
 }
 
+/** The frame's file, relative to the repository (or "(native)" and the like for frames without one). */
+function frameFile(n: ProfileNode): string {
+  const f = n.callFrame;
+  return f.url ? f.url.replace(/^file:\/\//, "").replace(REPO + "/", "") : `(${f.functionName || "native"})`;
+}
+
+/** "function file:line" of a frame: what by-function totals and --inclusive patterns match. */
 function frameLabel(n: ProfileNode): string {
   const f = n.callFrame;
-  const file = f.url
-    ? f.url.replace(/^file:\/\//, "").replace(REPO + "/", "")
-    : `(${f.functionName || "native"})`;
-  return `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`;
+  return `${f.functionName || "(anonymous)"} ${frameFile(n)}:${f.lineNumber + 1}`;
 }
 
 function top(m: Map<string, number>, total: number, k: number): string {

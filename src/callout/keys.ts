@@ -33,7 +33,13 @@ const PREFIX: Record<KeyKind, Prefix> = {
   server: Prefix.Server,
 };
 
-const LETTER: Record<KeyKind, string> = { account: "A", operator: "O", user: "U", server: "N" };
+const LETTER: Record<KeyKind | "curve", string> = {
+  account: "A",
+  operator: "O",
+  user: "U",
+  server: "N",
+  curve: "X",
+};
 
 /** Length of an encoded public nkey (`A…`, `N…`, `U…`, `X…`). */
 const PUBLIC_KEY_LENGTH = 56;
@@ -72,7 +78,7 @@ function decodeSeed(seed: string, expect: KeyKind | "curve"): Uint8Array {
   const label = expect === "curve" ? "xkey" : expect;
   if (typeof seed !== "string") throw new KeyError(`${label} seed must be a string`);
   const trimmed = seed.trim();
-  const letter = expect === "curve" ? "X" : LETTER[expect];
+  const letter = LETTER[expect];
   if (!trimmed.startsWith("S")) throw new KeyError(`${label} seed must be an nkey seed (S${letter}…)`);
   let decoded: { prefix: Prefix; buf: Uint8Array };
   try {
@@ -97,7 +103,7 @@ function decodeSeed(seed: string, expect: KeyKind | "curve"): Uint8Array {
  * Throws KeyError. Public keys are not secret, but the error does not repeat the input either.
  */
 export function decodePublicKey(key: string, kind: KeyKind | "curve"): Uint8Array {
-  const letter = kind === "curve" ? "X" : LETTER[kind];
+  const letter = LETTER[kind];
   if (typeof key !== "string" || key.length !== PUBLIC_KEY_LENGTH || key[0] !== letter) {
     throw new KeyError(`not a ${kind} public key (${letter}…)`);
   }
@@ -114,7 +120,7 @@ export function decodePublicKey(key: string, kind: KeyKind | "curve"): Uint8Arra
 /** True when `key` is a well-formed public nkey of the given role (prefix and checksum valid). */
 export function isPublicKey(key: unknown, kind: KeyKind | "curve"): key is string {
   if (typeof key !== "string") return false;
-  if (WELL_FORMED.get(key)) return key[0] === (kind === "curve" ? "X" : LETTER[kind]);
+  if (WELL_FORMED.get(key)) return key[0] === LETTER[kind];
   try {
     decodePublicKey(key, kind);
   } catch {
