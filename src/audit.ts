@@ -186,7 +186,9 @@ function inputCredentials(input: unknown): Credentials {
 
 function maskCopy(input: unknown, secrets: Credentials): { input: unknown; masked: string[] } {
   const masked: string[] = [];
-  const ancestors = new Set<object>();
+  // The objects on the path to the value being walked (a cycle is one of them again). An array, not a Set: input
+  // documents are a few levels deep, and a scan of those beats hashing every object.
+  const ancestors: object[] = [];
   // The JSON pointer of the value being walked, as escaped segments; joined only for a value that is masked.
   const at: string[] = [];
   const mask = (): string => {
@@ -208,8 +210,8 @@ function maskCopy(input: unknown, secrets: Credentials): { input: unknown; maske
       if (key !== undefined && MASKED_KEYS.has(key) && v !== undefined && v !== null) return mask();
       return v;
     }
-    if (ancestors.has(v)) return null; // a cycle (not JSON): cut it
-    ancestors.add(v);
+    if (ancestors.includes(v)) return null; // a cycle (not JSON): cut it
+    ancestors.push(v);
     try {
       if (Array.isArray(v)) {
         const out: unknown[] = new Array<unknown>(v.length);
@@ -221,8 +223,9 @@ function maskCopy(input: unknown, secrets: Credentials): { input: unknown; maske
         return out;
       }
       const out: Record<string, unknown> = {};
-      for (const k in v) {
-        if (!Object.hasOwn(v, k)) continue;
+      const keys = Object.keys(v); // own enumerable keys, in for-in order
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i] as string;
         const x = (v as Record<string, unknown>)[k];
         if (x === undefined) continue;
         at.push(k);
@@ -231,11 +234,31 @@ function maskCopy(input: unknown, secrets: Credentials): { input: unknown; maske
       }
       return out;
     } finally {
-      ancestors.delete(v);
+      ancestors.pop();
     }
   };
   const copy = walk(input, undefined);
   return { input: copy, masked };
+}
+
+/** Parsed mask paths: a policy mask names the same few paths for every event. */
+const parsedPaths = new Map<string, { path: string; parts: readonly string[] }>();
+const MAX_PARSED_PATHS = 256;
+
+/** A mask op's path below the input (a leading "/input" dropped) and its unescaped segments; throws when invalid. */
+function parsePath(opPath: string): { path: string; parts: readonly string[] } {
+  const hit = parsedPaths.get(opPath);
+  if (hit) return hit;
+  let path = opPath;
+  if (path.startsWith("/input/")) path = path.slice("/input".length);
+  if (!path.startsWith("/") || path === "/")
+    throw new TypeError(`mask path must be a JSON pointer below /input`);
+  const parts = path.slice(1).split("/").map(pointerUnescape);
+  if (parts.includes("__proto__")) throw new TypeError("mask path must not contain __proto__");
+  const parsed = { path, parts };
+  if (parsedPaths.size >= MAX_PARSED_PATHS) parsedPaths.clear();
+  parsedPaths.set(opPath, parsed);
+  return parsed;
 }
 
 /**
@@ -248,12 +271,7 @@ export function applyMaskOps(doc: unknown, ops: readonly MaskOp[], masked: strin
     if (!o || typeof o.path !== "string" || (o.op !== "remove" && o.op !== "upsert")) {
       throw new TypeError("mask op must be a JSON pointer string or {op: remove|upsert, path, value}");
     }
-    let path = o.path;
-    if (path.startsWith("/input/")) path = path.slice("/input".length);
-    if (!path.startsWith("/") || path === "/")
-      throw new TypeError(`mask path must be a JSON pointer below /input`);
-    const parts = path.slice(1).split("/").map(pointerUnescape);
-    if (parts.includes("__proto__")) throw new TypeError("mask path must not contain __proto__");
+    const { path, parts } = parsePath(o.path);
     let cur: unknown = doc;
     for (let i = 0; i < parts.length - 1; i++) {
       const p = parts[i] as string;
@@ -360,9 +378,11 @@ export function buildDecisionEvent(rec: DecisionRecord, opts: BuildEventOptions 
   return build(rec, opts).ev;
 }
 
-/** The event, and its masked input already as JSON (serialised once: for the size limit and for the line). */
-function build(rec: DecisionRecord, opts: BuildEventOptions): { ev: DecisionEvent; inputJson?: string } {
-  let inputJson: string | undefined;
+/**
+ * The event and its log line, serialised once: the input (when kept) is the event's last field, so the line ends
+ * with it, and `JSON.parse(line)` gives the event.
+ */
+function build(rec: DecisionRecord, opts: BuildEventOptions): { ev: DecisionEvent; line: string } {
   const ev: DecisionEvent = {
     type: DECISION_EVENT_TYPE,
     msg: "decision",
@@ -389,36 +409,30 @@ function build(rec: DecisionRecord, opts: BuildEventOptions): { ev: DecisionEven
     rec.server ??
     (rec.request ? { id: rec.request.server_id.id, name: rec.request.server_id.name } : undefined);
   if (server) ev.server = server;
-  if (raw !== undefined) {
-    const logged = maskLoggedInput(raw, opts.mask, rec, secrets);
-    if (logged === undefined) {
-      ev.input_dropped = "mask_error";
-    } else {
-      const { input, masked } = logged;
-      const json = JSON.stringify(input);
-      if (Buffer.byteLength(json) > (opts.maxInputBytes ?? 64 * 1024)) {
-        ev.input_dropped = "too_large";
-      } else {
-        ev.input = input;
-        inputJson = json;
-        if (masked.length) ev.masked = masked;
-        const client = clientSummary(input);
-        if (client) ev.client = client;
-      }
-    }
-  } else {
-    ev.input_dropped = "unavailable";
+  const logged = raw === undefined ? undefined : maskLoggedInput(raw, opts.mask, rec, secrets);
+  if (raw === undefined) ev.input_dropped = "unavailable";
+  else if (logged === undefined) ev.input_dropped = "mask_error";
+  if (logged === undefined) {
+    if (rec.issued) ev.issued = rec.issued;
+    return { ev, line: JSON.stringify(ev) + "\n" };
   }
+  const { input, masked } = logged;
+  if (masked.length) ev.masked = masked;
+  const client = clientSummary(input);
+  if (client) ev.client = client;
   if (rec.issued) ev.issued = rec.issued;
-  return inputJson === undefined ? { ev } : { ev, inputJson };
-}
-
-/** One event as its log line: the input, already serialised, goes last (`JSON.parse` gives the same event). */
-function eventLine(ev: DecisionEvent, inputJson: string | undefined): string {
-  if (inputJson === undefined || ev.input === undefined) return JSON.stringify(ev) + "\n";
-  const { input: _input, ...rest } = ev;
-  const head = JSON.stringify(rest);
-  return `${head.slice(0, -1)},"input":${inputJson}}\n`;
+  ev.input = input;
+  const line = JSON.stringify(ev);
+  const max = opts.maxInputBytes ?? 64 * 1024;
+  // The input's JSON is part of the line: a line of at most `max` bytes (3 per UTF-16 unit at most) cannot hold a
+  // larger input. Only a long line pays for measuring the input on its own.
+  if (line.length * 3 <= max || Buffer.byteLength(JSON.stringify(input)) <= max)
+    return { ev, line: line + "\n" };
+  const small: DecisionEvent = { ...ev, input_dropped: "too_large" };
+  delete small.input;
+  delete small.masked;
+  delete small.client;
+  return { ev: small, line: JSON.stringify(small) + "\n" };
 }
 
 export interface DecisionLogOptions extends BuildEventOptions {
@@ -454,19 +468,19 @@ export function createDecisionLog(opts: DecisionLogOptions): DecisionLog {
     record(rec) {
       if (!sink) return undefined;
       let ev: DecisionEvent;
-      let inputJson: string | undefined;
+      let line: string;
       try {
         const o: BuildEventOptions = {};
         if (mask) o.mask = mask;
         if (opts.maxInputBytes !== undefined) o.maxInputBytes = opts.maxInputBytes;
-        ({ ev, inputJson } = build(rec, o));
+        ({ ev, line } = build(rec, o));
       } catch {
         drop("build_error");
         return undefined;
       }
       if (ev.input_dropped && ev.input_dropped !== "unavailable") drop(ev.input_dropped);
       try {
-        sink(eventLine(ev, inputJson));
+        sink(line);
       } catch {
         drop("write_error");
       }

@@ -8,6 +8,7 @@ import {
   isDecisionEvent,
   maskInput,
   type DecisionRecord,
+  type MaskOp,
 } from "../../src/audit.js";
 
 const TOKEN = "s3cr3t-token-value-42";
@@ -239,6 +240,71 @@ test("oversized input is dropped, not truncated", () => {
   const ev = buildDecisionEvent(rec({ input: input({ big: "x".repeat(2000) }) }), { maxInputBytes: 1000 });
   assert.equal(ev.input, undefined);
   assert.equal(ev.input_dropped, "too_large");
+});
+
+test("the input limit is exact in bytes: an input of exactly maxInputBytes is kept, one byte more is dropped", () => {
+  // Multi-byte text, so characters and bytes differ (é is 2 bytes, 😀 is 4 bytes in 2 UTF-16 units).
+  const r = rec({ input: input({ note: "é😀".repeat(300) }) });
+  const bytes = Buffer.byteLength(JSON.stringify(maskInput(r.input).input));
+  const kept = buildDecisionEvent(r, { maxInputBytes: bytes });
+  assert.ok(kept.input !== undefined && kept.input_dropped === undefined);
+  assert.ok(kept.masked?.includes("/connect_opts/pass"));
+  const lines: string[] = [];
+  const drops: string[] = [];
+  const log = createDecisionLog({
+    sink: (l) => lines.push(l),
+    onDrop: (d) => drops.push(d),
+    maxInputBytes: bytes - 1,
+  });
+  const dropped = log.record(r);
+  assert.equal(dropped?.input_dropped, "too_large");
+  assert.deepEqual(drops, ["too_large"]);
+  const line = JSON.parse(lines[0] as string) as Record<string, unknown>;
+  for (const ev of [dropped as unknown as Record<string, unknown>, line]) {
+    assert.equal(ev.input, undefined);
+    assert.equal(ev.masked, undefined, "no pointers into an input that is not there");
+    assert.equal(ev.client, undefined);
+    assert.equal(ev.input_dropped, "too_large");
+    assert.equal(ev.decision_id, "d-1");
+    assert.deepEqual(ev.issued, r.issued);
+  }
+});
+
+test("the line is the event, with the masked input as its last field", () => {
+  const lines: string[] = [];
+  const log = createDecisionLog({ sink: (l) => lines.push(l), mask: () => ["/client_info/name"] });
+  const ev = log.record(rec());
+  const line = lines[0] as string;
+  assert.deepEqual(JSON.parse(line), JSON.parse(JSON.stringify(ev)));
+  assert.ok(line.endsWith(`,"input":${JSON.stringify(ev?.input)}}\n`));
+  assert.equal((ev?.input as { client_info: { name: string } }).client_info.name, MASK);
+  for (const secret of [TOKEN, PASS, JWT, "sigvalue"]) assert.ok(!line.includes(secret), secret);
+});
+
+test("a mask path is applied the same way every time; an invalid one fails every time", () => {
+  const lines: string[] = [];
+  const drops: string[] = [];
+  const ops: MaskOp[] = ["/input/client_info/name", { op: "upsert", path: "/derived/note~1x", value: "n" }];
+  const log = createDecisionLog({
+    sink: (l) => lines.push(l),
+    onDrop: (d) => drops.push(d),
+    mask: () => ops,
+  });
+  for (let i = 0; i < 3; i++) {
+    const ev = log.record(rec({ decisionId: `d-${i}` })) as {
+      input: Record<string, Record<string, unknown>>;
+    };
+    assert.equal(ev.input.client_info?.name, MASK);
+    assert.equal(ev.input.derived?.["note/x"], "n");
+  }
+  const bad = createDecisionLog({
+    sink: (l) => lines.push(l),
+    onDrop: (d) => drops.push(d),
+    mask: () => ["/__proto__/x"],
+  });
+  bad.record(rec());
+  bad.record(rec());
+  assert.deepEqual(drops, ["mask_error", "mask_error"]);
 });
 
 test("createDecisionLog writes one JSON line per record; off writes nothing; a throwing sink is counted", () => {
