@@ -184,6 +184,19 @@ function inputCredentials(input: unknown): Credentials {
   );
 }
 
+/**
+ * A record's credentials. Credentials are read from `connect_opts` and `client_info` only, so when the input holds
+ * the request's own objects (the policy input does), they are the request's, which the pipeline has already
+ * computed; otherwise they are read from the input.
+ */
+function recordCredentials(raw: unknown, req: AuthorizationRequest | undefined): Credentials {
+  const src = typeof raw === "object" && raw !== null ? (raw as CredentialSource) : undefined;
+  if (req !== undefined && src?.connect_opts === req.connect_opts && src?.client_info === req.client_info) {
+    return requestCredentials(req);
+  }
+  return requestCredentials(src);
+}
+
 function maskCopy(input: unknown, secrets: Credentials): { input: unknown; masked: string[] } {
   const masked: string[] = [];
   // The objects on the path to the value being walked (a cycle is one of them again). An array, not a Set: input
@@ -392,7 +405,7 @@ function build(rec: DecisionRecord, opts: BuildEventOptions): { ev: DecisionEven
     timings: { ...(rec.timings ?? {}) },
   };
   const raw = rec.input ?? (rec.request ? inputFromRequest(rec.request) : undefined);
-  const secrets = inputCredentials(raw);
+  const secrets = recordCredentials(raw, rec.request);
   // The reason was redacted where it was made; checked again here with the same definition (src/secrets.ts).
   if (rec.reason !== undefined) ev.reason = redactText(rec.reason, secrets);
   if (rec.code !== undefined) ev.code = rec.code;

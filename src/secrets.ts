@@ -37,29 +37,34 @@ export interface Credentials {
 
 // eslint-disable-next-line no-control-regex -- the ASCII range starts at U+0000
 const ASCII = /^[\x00-\x7f]*$/;
+// eslint-disable-next-line no-control-regex -- as above, without A-Z
+const ASCII_NO_CAPITALS = /^[\x00-\x40\x5b-\x7f]*$/;
 
 /**
- * Case folding used on both sides of every comparison. For ASCII text `toLowerCase()` gives the same (and returns the
- * string itself when it has no capitals); only other text needs the upper-then-lower round (ß → SS → ss).
+ * Case folding used on both sides of every comparison. ASCII text without capitals is its own fold; other ASCII text
+ * is `toLowerCase()` (the same result); only other text needs the upper-then-lower round (ß → SS → ss).
  */
 export function fold(s: string): string {
+  if (ASCII_NO_CAPITALS.test(s)) return s; // toLowerCase would copy it unchanged
   return ASCII.test(s) ? s.toLowerCase() : s.toUpperCase().toLowerCase();
 }
 
 const str = (v: unknown): string | undefined => (typeof v === "string" && v !== "" ? v : undefined);
 
+const CREDENTIAL_KEYS = ["pass", "auth_token", "jwt", "sig"] as const;
+
 /** The raw credential strings of a request or input document (non-empty, unique). */
 export function credentialValues(src: CredentialSource | AuthorizationRequest | null | undefined): string[] {
   const co = (src?.connect_opts ?? {}) as Record<string, unknown>;
   const ci = (src?.client_info ?? {}) as Record<string, unknown>;
-  const out = new Set<string>();
-  for (const k of ["pass", "auth_token", "jwt", "sig"]) {
-    const v = str(co[k]);
-    if (v !== undefined) out.add(v);
-  }
+  const out: string[] = [];
+  const add = (v: string | undefined) => {
+    if (v !== undefined && !out.includes(v)) out.push(v);
+  };
+  for (const k of CREDENTIAL_KEYS) add(str(co[k]));
   const user = str(ci.user);
-  if (user !== undefined && user !== co.user && user !== co.nkey) out.add(user);
-  return [...out];
+  if (user !== undefined && user !== co.user && user !== co.nkey) add(user);
+  return out;
 }
 
 const ALNUM = /[\p{L}\p{N}]/u;
@@ -81,62 +86,105 @@ function containsWhole(value: string, cred: string): boolean {
 const INDEXOF_BUDGET = 512;
 
 /**
- * Folds `values` once and returns the shared `contains` test. Two ways to find an 8-character piece of a credential
- * in a value, the cheaper one per value: search the value for each piece of the credentials (a password has a few
- * pieces; values are server ids, names, subjects), or look each 8-character window of the value up in the
- * credentials (a client JWT has hundreds of pieces; a reason has few windows). Window lookups search the credentials
- * with indexOf for the first INDEXOF_BUDGET windows (no set to build: a 650-character client JWT would cost
- * ~0.1 ms), then the credentials' pieces go into a Set once.
+ * Up to this many pieces in all (a password of up to 71 characters), a value with fewer windows than that is
+ * compared with the credentials character by character: at most PIECES² comparisons, and no string is cut.
+ */
+const COMPARE_PIECES = 64;
+
+/** True when `v` and `c` have the same MIN_FRAGMENT characters at some pair of positions (no allocation). */
+function sharePiece(v: string, c: string): boolean {
+  const lastV = v.length - MIN_FRAGMENT;
+  const lastC = c.length - MIN_FRAGMENT;
+  for (let i = 0; i <= lastV; i++) {
+    const first = v.charCodeAt(i);
+    for (let j = 0; j <= lastC; j++) {
+      if (c.charCodeAt(j) !== first) continue;
+      let k = 1;
+      while (k < MIN_FRAGMENT && v.charCodeAt(i + k) === c.charCodeAt(j + k)) k++;
+      if (k === MIN_FRAGMENT) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * A request's credentials, folded once (see {@link credentialsOf}). A class, not closures: one is made per
+ * request, so what it allocates is per-login garbage.
+ */
+class CredentialSet implements Credentials {
+  readonly empty: boolean;
+  /** Folded credentials shorter than MIN_FRAGMENT (matched whole) and the others (matched by any piece). */
+  private readonly short: string[] = [];
+  private readonly long: string[] = [];
+  /** How many MIN_FRAGMENT-character pieces the long credentials have. */
+  private readonly pieceCount: number = 0;
+  /** The pieces, cut on first use. */
+  private pieceList: string[] | undefined;
+  /** Set once the indexOf budget for window lookups is spent: from then on windows are looked up in it. */
+  private pieceSet: Set<string> | undefined;
+  private budget = INDEXOF_BUDGET;
+
+  constructor(values: readonly string[]) {
+    for (const raw of values) {
+      const v = fold(raw);
+      if (v.length >= MIN_FRAGMENT) {
+        this.long.push(v);
+        this.pieceCount += v.length - MIN_FRAGMENT + 1;
+      } else if (v !== "") this.short.push(v);
+    }
+    this.empty = this.short.length === 0 && this.long.length === 0;
+  }
+
+  private pieces(): string[] {
+    if (this.pieceList === undefined) {
+      const list: string[] = [];
+      for (const c of this.long)
+        for (let i = 0; i + MIN_FRAGMENT <= c.length; i++) list.push(c.slice(i, i + MIN_FRAGMENT));
+      this.pieceList = list;
+    }
+    return this.pieceList;
+  }
+
+  private inLong(window: string): boolean {
+    if (this.pieceSet !== undefined) return this.pieceSet.has(window);
+    for (const c of this.long) if (c.includes(window)) return true;
+    return false;
+  }
+
+  contains(value: string): boolean {
+    if (this.empty || typeof value !== "string" || value === "") return false;
+    const v = fold(value);
+    const windows = v.length - MIN_FRAGMENT + 1;
+    if (this.long.length > 0 && windows > 0) {
+      if (this.pieceCount <= windows) {
+        // A long value: search it for each piece.
+        for (const piece of this.pieces()) if (v.includes(piece)) return true;
+      } else if (this.pieceCount <= COMPARE_PIECES) {
+        // A short value and short credentials: compare in place.
+        for (const c of this.long) if (sharePiece(v, c)) return true;
+      } else {
+        // A short value and a long credential (a client JWT): look the value's windows up in it.
+        if (this.pieceSet === undefined && (this.budget -= windows) < 0)
+          this.pieceSet = new Set(this.pieces());
+        for (let i = 0; i < windows; i++) if (this.inLong(v.slice(i, i + MIN_FRAGMENT))) return true;
+      }
+    }
+    for (const s of this.short) if (containsWhole(v, s)) return true;
+    return false;
+  }
+}
+
+/**
+ * Folds `values` once and returns the shared `contains` test. Three ways to find an 8-character piece of a
+ * credential in a value, the cheapest per value: search the value for each piece of the credentials (a long value);
+ * compare the value with the credentials character by character (a short value and a password: a few dozen
+ * comparisons, nothing allocated); or look each 8-character window of the value up in the credentials (a short
+ * value and a client JWT of hundreds of pieces). Window lookups search the credentials with indexOf for the first
+ * INDEXOF_BUDGET windows (no set to build: a 650-character client JWT would cost ~0.1 ms), then the credentials'
+ * pieces go into a Set once.
  */
 export function credentialsOf(values: readonly string[]): Credentials {
-  const short: string[] = [];
-  const long: string[] = [];
-  for (const raw of values) {
-    const v = fold(raw);
-    if (v.length >= MIN_FRAGMENT) long.push(v);
-    else if (v !== "") short.push(v);
-  }
-  const empty = short.length === 0 && long.length === 0;
-  // How many 8-character pieces the long credentials have; the pieces themselves are cut on first use.
-  let pieceCount = 0;
-  for (const c of long) pieceCount += c.length - MIN_FRAGMENT + 1;
-  let allPieces: Set<string> | undefined;
-  const piecesOfLong = (): Set<string> => {
-    if (allPieces === undefined) {
-      allPieces = new Set<string>();
-      for (const c of long)
-        for (let i = 0; i + MIN_FRAGMENT <= c.length; i++) allPieces.add(c.slice(i, i + MIN_FRAGMENT));
-    }
-    return allPieces;
-  };
-  // Set once the indexOf budget for window lookups is spent: from then on windows are looked up in it.
-  let pieces: Set<string> | undefined;
-  let budget = INDEXOF_BUDGET;
-  const inLong = (window: string): boolean => {
-    if (pieces !== undefined) return pieces.has(window);
-    for (const c of long) if (c.includes(window)) return true;
-    return false;
-  };
-  return {
-    empty,
-    contains(value: string): boolean {
-      if (empty || typeof value !== "string" || value === "") return false;
-      const v = fold(value);
-      if (long.length > 0) {
-        const windows = v.length - MIN_FRAGMENT + 1;
-        if (windows > 0) {
-          if (pieceCount <= windows) {
-            for (const piece of piecesOfLong()) if (v.includes(piece)) return true;
-          } else {
-            if (pieces === undefined && (budget -= windows) < 0) pieces = piecesOfLong();
-            for (let i = 0; i < windows; i++) if (inLong(v.slice(i, i + MIN_FRAGMENT))) return true;
-          }
-        }
-      }
-      for (const s of short) if (containsWhole(v, s)) return true;
-      return false;
-    },
-  };
+  return new CredentialSet(values);
 }
 
 const cache = new WeakMap<object, Credentials>();

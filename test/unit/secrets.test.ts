@@ -91,6 +91,27 @@ describe("what contains means", () => {
     assert.ok(credentialsOf(["p@ss!"]).contains("password was P@SS!"));
   });
 
+  test("8 shared characters are found and 7 are not, on each search path", () => {
+    const password = "hunter2-password"; // 9 pieces: values with fewer windows are compared in place
+    const jwtLike = `eyJ${"abcdefghijklmnopqrstuvwxyz0123456789".repeat(5)}`; // 176 pieces: window lookups
+    for (const cred of [password, jwtLike]) {
+      const c = credentialsOf([cred]);
+      for (const [pad, path] of [
+        ["#", "short value"],
+        ["#".repeat(400), "long value (pieces searched in it)"],
+      ] as const) {
+        const seven = `${pad}${cred.slice(3, 3 + MIN_FRAGMENT - 1)}${pad}`;
+        const eight = `${pad}${cred.slice(3, 3 + MIN_FRAGMENT)}${pad}`;
+        assert.equal(c.contains(seven), false, `${cred.length}-char credential, ${path}: 7 characters`);
+        assert.equal(
+          c.contains(eight.toUpperCase()),
+          true,
+          `${cred.length}-char credential, ${path}: 8 characters`,
+        );
+      }
+    }
+  });
+
   test("case folding is symmetric (ß vs SS)", () => {
     assert.equal(fold("Straße"), "strasse");
     assert.ok(credentialsOf(["Straße-Passwort"]).contains("STRASSE-PASSWORT"));
@@ -175,6 +196,24 @@ describe("every search strategy answers as the definition does", () => {
         },
       ),
       { seed: 9917, numRuns: 400 },
+    );
+  });
+
+  test("property: long credentials (a client JWT, 65..700 characters) against short and long values", () => {
+    fc.assert(
+      fc.property(
+        fc.string({ minLength: 65, maxLength: 700 }),
+        fc.array(fc.string({ maxLength: 40 }), { minLength: 1, maxLength: 8 }),
+        fc.nat(),
+        (cred, values, k) => {
+          const c = credentialsOf([cred]);
+          const at = k % (cred.length - MIN_FRAGMENT);
+          const piece = cred.slice(at, at + MIN_FRAGMENT + (k % 3));
+          const probes = [...values, piece.toUpperCase(), `a.${piece}.b`, "x".repeat(600)];
+          return probes.every((v) => c.contains(v) === reference([cred], v));
+        },
+      ),
+      { seed: 5150, numRuns: 200 },
     );
   });
 });
@@ -271,6 +310,42 @@ describe("the decision log uses it", () => {
       input,
     });
     assert.equal(ev.reason, "redacted");
+  });
+
+  test("an input holding the request's objects is masked with the request's credentials, any other with its own", () => {
+    const r = req({ pass: PASSWORD, auth_token: TOKEN });
+    // The policy input holds the request's connect_opts and client_info: the request's credentials apply.
+    const shared = { ...buildInput(r), note: `copy ${TOKEN.slice(2, 12)}` };
+    const ev = buildDecisionEvent({
+      decisionId: "d1",
+      receivedAt: new Date(0),
+      outcome: "allow",
+      input: shared,
+      request: r,
+    });
+    assert.equal((ev.input as { note: string }).note, "[REDACTED]");
+    // An input document of its own (a custom input builder): its credentials count, not only the request's.
+    const own = {
+      connect_opts: { user: "alice", pass: "other-secret-pw" },
+      client_info: { host: "127.0.0.1" },
+      note: "OTHER-SECRET",
+      copy: `x ${TOKEN.slice(2, 12)}`,
+    };
+    const ev2 = buildDecisionEvent({
+      decisionId: "d2",
+      receivedAt: new Date(0),
+      outcome: "allow",
+      input: own,
+      request: r,
+    });
+    const logged = ev2.input as Record<string, unknown>;
+    assert.equal(logged.note, "[REDACTED]", "a piece of the input's own password");
+    assert.equal((logged.connect_opts as { pass: string }).pass, "[REDACTED]");
+    assert.equal(
+      logged.copy,
+      `x ${TOKEN.slice(2, 12)}`,
+      "the request's token is not this input's credential",
+    );
   });
 
   test("requestCredentials of an input document and of its request agree", () => {
