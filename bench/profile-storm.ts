@@ -7,8 +7,8 @@
  *   node --import tsx bench/profile-storm.ts [--n 3000] [--warmup 3000] [--shipped [--without dlog|mask|info]]
  *     [--repeat K] [--workers N] [--top 40] [--no-prof] [--node-args="…"] [--inclusive "pattern,…"]
  *
- * --shipped adds what `make run` ships: the decision log to a file, the policy mask and info-level logging (one
- * summary line per login). --inclusive prints, per pattern, the sampled time of every stack with a frame whose
+ * --shipped adds what `make run` ships: the decision log to a file, the policy mask and info-level logging (its
+ * per-request summary line is at debug for allows, so --without info shows what info level itself costs). --inclusive prints, per pattern, the sampled time of every stack with a frame whose
  * "function file:line" label contains it (e.g. "record dist/src/audit.js" = the decision-log record with all it calls),
  * in ms and in µs per login over warm-up and storm together (what the profile covers). The profiles
  * stay in build/profile/ (open them in Chrome DevTools or speedscope for the call trees).

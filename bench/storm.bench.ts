@@ -7,7 +7,8 @@
  *   ours-xkey    the same with xkey-sealed requests
  *   ours-example this service with the example policy over 10k users (real password checks), xkey
  *   ours-shipped the same as `make run` ships it: plus the decision log to a file, the policy's
- *                decision-log mask (nats/authz/mask) and info-level logging
+ *                decision-log mask (nats/authz/mask) and info-level logging (allows are summarised at
+ *                debug, so the storm writes no per-login service-log line)
  *   ours-dlog    trivial policy with the decision log written to a file and info-level logging
  *   go-callout   bench/peers/go-callout (stands in for synadia-io/callout.go)
  *   go-callout-xkey  the same with xkey-sealed requests (like for like with ours-example)

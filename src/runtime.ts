@@ -19,7 +19,7 @@ import type { ResolvedConfig } from "./config.js";
 import { listenErrorText } from "./config/listen.js";
 import { ConfigError, PolicyLoadError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
-import { createDecisionLog, type DecisionLog } from "./audit.js";
+import { createDecisionLog, type DecisionLog, type DecisionRecord } from "./audit.js";
 import { decisionRecordFromResult, observeResult } from "./decision-record.js";
 import { ReopenableFile } from "./logfile.js";
 import { CalloutMetrics } from "./metrics.js";
@@ -134,6 +134,28 @@ function flushDestination(d: LogDestination): Promise<void> {
       resolve();
     }
   });
+}
+
+/**
+ * The service log's one-line, secret-free summary of a request whose full event goes elsewhere (a file) or nowhere
+ * (`off`). Denials, aborts and faults are logged at info: they are what an operator watches for. Allows are logged at
+ * debug when the decision log is a file, which holds each of them in full: at thousands of logins per second an info
+ * line each would double what is written per login (and about half the cost of the decision log itself). With the
+ * decision log off, the summary is the only record of a request, so every one is logged at info.
+ */
+function logSummary(logger: Logger, rec: DecisionRecord, fileHasIt: boolean): void {
+  const level = rec.outcome === "allow" && fileHasIt ? "debug" : "info";
+  const enabled = (logger as { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled;
+  if (enabled !== undefined && !enabled.call(logger, level)) return;
+  const line: Record<string, unknown> = { decision_id: rec.decisionId, outcome: rec.outcome };
+  if (rec.code && rec.outcome !== "allow") line.code = rec.code;
+  if (rec.decided) line.decided = rec.decided.outcome;
+  if (rec.reason) line.reason = rec.reason;
+  if (rec.issued?.account) line.account = rec.issued.account;
+  if (rec.issued?.name) line.user = rec.issued.name;
+  if (rec.revision) line.revision = rec.revision;
+  line.us = rec.timings?.total_us;
+  logger[level](line, "decision");
 }
 
 /** Start the whole service from a resolved config (see the module header). */
@@ -277,23 +299,7 @@ export async function startRuntime(cfg: ResolvedConfig, opts: RuntimeOptions = {
     observeResult(metrics, ev, policyCfg.entrypoint);
     const rec = decisionRecordFromResult(ev, policyCfg.entrypoint);
     decisionLog.record(rec);
-    if (cfg.decisionLog.kind !== "stdout") {
-      // Keep a one-line, secret-free summary in the service log when the full events go elsewhere.
-      logger.info(
-        {
-          decision_id: rec.decisionId,
-          outcome: rec.outcome,
-          ...(rec.code && rec.outcome !== "allow" ? { code: rec.code } : {}),
-          ...(rec.decided ? { decided: rec.decided.outcome } : {}),
-          ...(rec.reason ? { reason: rec.reason } : {}),
-          ...(rec.issued?.account ? { account: rec.issued.account } : {}),
-          ...(rec.issued?.name ? { user: rec.issued.name } : {}),
-          ...(rec.revision ? { revision: rec.revision } : {}),
-          us: rec.timings?.total_us,
-        },
-        "decision",
-      );
-    }
+    if (cfg.decisionLog.kind !== "stdout") logSummary(logger, rec, cfg.decisionLog.kind === "file");
     opts.onResult?.(ev);
   };
   try {

@@ -171,6 +171,34 @@ describe(
       assert.equal(rt.status().phase, "stopped");
       assert.equal(await rt.closed(), "stopped");
       await assert.rejects(() => fetch(`${base}/healthz`), "HTTP is closed");
+
+      // The service log (level info, events in a file): a summary of the denial; the allows are in the file only.
+      const summaries = readEvents(join(dir, "a.service.log")).filter((l) => l.msg === "decision");
+      assert.deepEqual(
+        summaries.map((l) => [l.level, l.decision_id, l.outcome, l.code, l.reason]),
+        [["info", deny.decision_id, "deny", "auth_denied", "bad_credentials"]],
+      );
+    });
+
+    it("the per-request summary: allows at debug when events go to a file, at info when the decision log is off", async () => {
+      const toFile = await start(resolveConfig(raw("s1", { log: { level: "debug" } })), "s1");
+      await login("alice", "pw");
+      await assert.rejects(() => login("mallory", "wrong"), /Authorization Violation/i);
+      await waitFor("two events", () =>
+        readEvents(join(dir, "s1.decisions.log")).length >= 2 ? true : undefined,
+      );
+      await toFile.stop();
+      const off = await start(resolveConfig(raw("s2", { decision_log: { destination: "off" } })), "s2");
+      await login("alice", "pw");
+      await assert.rejects(() => login("mallory", "wrong"), /Authorization Violation/i);
+      await off.stop();
+      const levels = (name: string) =>
+        readEvents(join(dir, `${name}.service.log`))
+          .filter((l) => l.msg === "decision")
+          .map((l) => `${String(l.outcome)}@${String(l.level)}`)
+          .sort();
+      assert.deepEqual(levels("s1"), ["allow@debug", "deny@info"]);
+      assert.deepEqual(levels("s2"), ["allow@info", "deny@info"]);
     });
 
     it("two runtimes in one queue group: stopping one mid-stream loses no login", async () => {
