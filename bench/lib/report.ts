@@ -316,6 +316,7 @@ BENCH_SCALE=0.1 make bench       # quick look: smaller storms, fewer iterations,
 BENCH_ONLY=storm BENCH_ROUNDS=5 node --import tsx bench/run.ts
 BENCH_ONLY=storm BENCH_TARGETS=ours-example,ours-shipped,go-callout node --import tsx bench/run.ts   # only these
 node --import tsx bench/profile-storm.ts --n 3000   # --cpu-prof of the live service under a storm, CPU per thread
+node --expose-gc --max-semi-space-size=64 --import tsx bench/alloc.ts   # bytes per decision-log record, summary line
 \`\`\`
 
 Per-lever history of the CPU per login (issue #12) and the profile of what remains: \`docs/performance.md\`.
