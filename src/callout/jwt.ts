@@ -61,6 +61,23 @@ export function base32NoPad(bytes: Uint8Array): string {
  * and `jti`. Returns the compact token.
  */
 export function encodeJwt(claims: UnsignedClaims, signer: Signer, nowMs: number = Date.now()): string {
+  return encodeJwtBytes(claims, signer, nowMs).toString("latin1");
+}
+
+/** Length of `jti`: base32 of a 32-byte digest, unpadded. */
+const JTI_LENGTH = 52;
+/** `"jti":"` + jti + `",` */
+const JTI_FIELD_BYTES = 7 + JTI_LENGTH + 2;
+/** base64url of a 64-byte Ed25519 signature, unpadded. */
+const SIG_B64_LENGTH = 86;
+const DOT = 0x2e;
+
+/**
+ * {@link encodeJwt}, as the token's bytes (ASCII). The token is assembled in buffers, outside the JavaScript heap:
+ * as strings, every part was copied again for each concatenation (the claims with and without `jti`, the signing
+ * input, the token), which made JWT encoding the largest allocation of a login.
+ */
+export function encodeJwtBytes(claims: UnsignedClaims, signer: Signer, nowMs: number = Date.now()): Buffer {
   // iss/iat/jti are always ours, whatever the caller passed.
   const { aud, exp, name, nbf, sub, nats, iss: _iss, iat: _iat, jti: _jti, ...rest } = claims as JwtClaims;
   // Key order mirrors nats-io/jwt (aud, exp, jti, iat, iss, name, nbf, sub, nats); undefined keys vanish. The claims
@@ -77,11 +94,32 @@ export function encodeJwt(claims: UnsignedClaims, signer: Signer, nowMs: number 
     nats,
   });
   const open = head === "{}" ? "{" : `${head.slice(0, -1)},`;
-  const jti = base32NoPad(hash("sha512-256", open + tail.slice(1), "buffer"));
-  const body = Buffer.from(`${open}"jti":"${jti}",${tail.slice(1)}`).toString("base64url");
-  const signingInput = `${HEADER_B64}.${body}`;
-  const sig = Buffer.from(signer.sign(Buffer.from(signingInput))).toString("base64url");
-  return `${signingInput}.${sig}`;
+  const openBytes = Buffer.byteLength(open);
+  const tailBytes = Buffer.byteLength(tail) - 1; // without its "{"
+  // The claims without jti: open, then tail after its "{" (tail is written first; open's last byte covers its "{").
+  const plain = Buffer.allocUnsafe(openBytes + tailBytes);
+  plain.write(tail, openBytes - 1);
+  plain.write(open, 0);
+  const jti = base32NoPad(hash("sha512-256", plain, "buffer"));
+  if (jti.length !== JTI_LENGTH) throw new Error(`jti of ${jti.length} characters`);
+  // The claims with jti: open, "jti":"…", the rest of tail.
+  const body = Buffer.allocUnsafe(openBytes + JTI_FIELD_BYTES + tailBytes);
+  plain.copy(body, 0, 0, openBytes);
+  body.write(`"jti":"${jti}",`, openBytes, "latin1");
+  plain.copy(body, openBytes + JTI_FIELD_BYTES, openBytes);
+  const payload = body.toString("base64url");
+  // header "." payload "." signature, the signature over the part before its dot.
+  const signed = HEADER_B64.length + 1 + payload.length;
+  const token = Buffer.allocUnsafeSlow(signed + 1 + SIG_B64_LENGTH);
+  token.write(HEADER_B64, 0, "latin1");
+  token[HEADER_B64.length] = DOT;
+  token.write(payload, HEADER_B64.length + 1, "latin1");
+  const sig = signer.sign(token.subarray(0, signed));
+  const sigB64 = Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString("base64url");
+  if (sigB64.length !== SIG_B64_LENGTH) throw new Error(`signature of ${sig.byteLength} bytes`);
+  token[signed] = DOT;
+  token.write(sigB64, signed + 1, "latin1");
+  return token;
 }
 
 /** A structurally valid but not yet verified JWT. */

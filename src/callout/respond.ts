@@ -14,7 +14,7 @@
  */
 import { ResponseEncodeError } from "../errors.js";
 import type { ReplyTarget } from "./decode.js";
-import { encodeJwt } from "./jwt.js";
+import { encodeJwtBytes } from "./jwt.js";
 import type { Signer, XKey } from "./keys.js";
 import { CORE_DEFAULTS } from "./defaults.js";
 
@@ -41,7 +41,6 @@ export interface ResponseOptions {
 /** Either an issued user JWT or an error text (a reason code; never a secret). */
 export type ResponseBody = { jwt: string } | { error: string };
 
-const te = new TextEncoder();
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]+/g;
 
@@ -70,9 +69,9 @@ export function encodeResponse(target: ReplyTarget, body: ResponseBody, opts: Re
   nats.type = "authorization_response";
   nats.version = 2;
 
-  let token: string;
+  let bytes: Uint8Array;
   try {
-    token = encodeJwt(
+    bytes = encodeJwtBytes(
       { aud: target.server_id.id, exp: Math.floor(nowMs / 1000) + expiry, sub: target.user_nkey, nats },
       opts.signer,
       nowMs,
@@ -80,7 +79,6 @@ export function encodeResponse(target: ReplyTarget, body: ResponseBody, opts: Re
   } catch (err) {
     throw new ResponseEncodeError("cannot sign the response", { cause: err });
   }
-  const bytes = te.encode(token);
   if (!target.encrypted) return bytes;
   if (opts.xkey === undefined) throw new ResponseEncodeError("request was sealed but no xkey is configured");
   if (target.server_id.xkey === undefined)

@@ -9,6 +9,7 @@ import {
   base32NoPad,
   decodeJwt,
   encodeJwt,
+  encodeJwtBytes,
   parseJwt,
   verifyJwt,
   DEFAULT_MAX_JWT_BYTES,
@@ -73,6 +74,9 @@ describe("encodeJwt", () => {
       { exp: 5, name: "n", nbf: 1, nats: { pub: { allow: ["a.>"] } } },
       { aud: "A", sub: "U", custom: { x: [1, "y"] }, nats: { z: 1 } },
       { aud: 'quote " and \\ backslash', sub: "\u2028 line sep" },
+      // Multi-byte text before and after jti (the token is assembled in bytes, so offsets are byte counts).
+      { aud: "Zürich-😀", exp: 7, name: "Grüße ß", nats: { tags: ["é", "𝄞"] } },
+      { aud: "é", sub: "😀" },
     ];
     for (const claims of cases) {
       const t = encodeJwt(claims as never, signer, now);
@@ -94,6 +98,23 @@ describe("encodeJwt", () => {
       const jti = base32NoPad(createHash("sha512-256").update(whole(undefined)).digest());
       assert.equal(text, whole(jti));
     }
+  });
+
+  test("the token's bytes are the token (encodeJwtBytes), and verify", () => {
+    const claims = { aud: "Zürich", sub: "UXYZ", nats: { type: "user", version: 2 } };
+    const bytes = encodeJwtBytes(claims, signer, now);
+    const t = encodeJwt(claims, signer, now);
+    assert.equal(bytes.toString("utf8"), t, "ASCII: the same text either way");
+    const [h, c, sig] = t.split(".");
+    assert.equal(sig!.length, 86);
+    assert.ok(
+      new Verifier().verify(
+        signer.publicKey,
+        "account",
+        Buffer.from(`${h}.${c}`),
+        Buffer.from(sig!, "base64url"),
+      ),
+    );
   });
 
   test("never lets the caller choose iss, iat or jti", () => {
