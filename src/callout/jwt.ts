@@ -38,22 +38,58 @@ export interface JwtClaims extends UnsignedClaims {
 }
 
 const BASE32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const BASE32 = Buffer.from(BASE32_ALPHABET, "latin1");
+const BASE64URL = Buffer.from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", "latin1");
 
 /** RFC 4648 base32, upper case, no padding (Go's `base32.StdEncoding.WithPadding(NoPadding)`). */
 export function base32NoPad(bytes: Uint8Array): string {
-  let out = "";
+  const out = Buffer.allocUnsafe(Math.ceil((bytes.length * 8) / 5));
+  base32Into(bytes, out, 0);
+  return out.toString("latin1");
+}
+
+/** Writes base32NoPad(bytes) into `out` at `at`; returns the offset after it. */
+function base32Into(bytes: Uint8Array, out: Uint8Array, at: number): number {
   let bits = 0;
   let value = 0;
-  for (const b of bytes) {
-    value = (value << 8) | b;
+  for (let i = 0; i < bytes.length; i++) {
+    value = ((value << 8) | (bytes[i] as number)) & 0xffff;
     bits += 8;
     while (bits >= 5) {
-      out += BASE32_ALPHABET[(value >>> (bits - 5)) & 31];
+      out[at++] = BASE32[(value >>> (bits - 5)) & 31] as number;
       bits -= 5;
     }
   }
-  if (bits > 0) out += BASE32_ALPHABET[(value << (5 - bits)) & 31];
-  return out;
+  if (bits > 0) out[at++] = BASE32[(value << (5 - bits)) & 31] as number;
+  return at;
+}
+
+/** Length of unpadded base64url for `n` bytes. */
+const base64urlLength = (n: number): number => Math.floor(n / 3) * 4 + [0, 2, 3][n % 3]!;
+
+/**
+ * Writes unpadded base64url of `bytes` into `out` at `at` (the same text as `toString("base64url")`, without making
+ * it a string first); returns the offset after it.
+ */
+export function base64urlInto(bytes: Uint8Array, out: Uint8Array, at: number): number {
+  const whole = bytes.length - (bytes.length % 3);
+  let i = 0;
+  for (; i < whole; i += 3) {
+    const n = ((bytes[i] as number) << 16) | ((bytes[i + 1] as number) << 8) | (bytes[i + 2] as number);
+    out[at] = BASE64URL[n >>> 18] as number;
+    out[at + 1] = BASE64URL[(n >>> 12) & 63] as number;
+    out[at + 2] = BASE64URL[(n >>> 6) & 63] as number;
+    out[at + 3] = BASE64URL[n & 63] as number;
+    at += 4;
+  }
+  const left = bytes.length - whole;
+  if (left > 0) {
+    const n = ((bytes[i] as number) << 16) | (left === 2 ? (bytes[i + 1] as number) << 8 : 0);
+    out[at++] = BASE64URL[n >>> 18] as number;
+    out[at++] = BASE64URL[(n >>> 12) & 63] as number;
+    if (left === 2) out[at++] = BASE64URL[(n >>> 6) & 63] as number;
+  }
+  return at;
 }
 
 /**
@@ -100,25 +136,24 @@ export function encodeJwtBytes(claims: UnsignedClaims, signer: Signer, nowMs: nu
   const plain = Buffer.allocUnsafe(openBytes + tailBytes);
   plain.write(tail, openBytes - 1);
   plain.write(open, 0);
-  const jti = base32NoPad(hash("sha512-256", plain, "buffer"));
-  if (jti.length !== JTI_LENGTH) throw new Error(`jti of ${jti.length} characters`);
   // The claims with jti: open, "jti":"…", the rest of tail.
   const body = Buffer.allocUnsafe(openBytes + JTI_FIELD_BYTES + tailBytes);
   plain.copy(body, 0, 0, openBytes);
-  body.write(`"jti":"${jti}",`, openBytes, "latin1");
+  let at = body.write('"jti":"', openBytes, "latin1");
+  at = base32Into(hash("sha512-256", plain, "buffer"), body, openBytes + at);
+  if (at !== openBytes + JTI_FIELD_BYTES - 2) throw new Error("jti of an unexpected length");
+  body.write('",', at, "latin1");
   plain.copy(body, openBytes + JTI_FIELD_BYTES, openBytes);
-  const payload = body.toString("base64url");
   // header "." payload "." signature, the signature over the part before its dot.
-  const signed = HEADER_B64.length + 1 + payload.length;
+  const signed = HEADER_B64.length + 1 + base64urlLength(body.length);
   const token = Buffer.allocUnsafeSlow(signed + 1 + SIG_B64_LENGTH);
   token.write(HEADER_B64, 0, "latin1");
   token[HEADER_B64.length] = DOT;
-  token.write(payload, HEADER_B64.length + 1, "latin1");
+  base64urlInto(body, token, HEADER_B64.length + 1);
   const sig = signer.sign(token.subarray(0, signed));
-  const sigB64 = Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString("base64url");
-  if (sigB64.length !== SIG_B64_LENGTH) throw new Error(`signature of ${sig.byteLength} bytes`);
+  if (sig.byteLength !== 64) throw new Error(`signature of ${sig.byteLength} bytes`);
   token[signed] = DOT;
-  token.write(sigB64, signed + 1, "latin1");
+  base64urlInto(sig, token, signed + 1);
   return token;
 }
 
