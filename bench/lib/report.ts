@@ -449,7 +449,24 @@ const RATIO_PAIRS: [TargetName, TargetName, string?][] = [
   ["ours-example", "go-opa", "same policy, data and xkey"],
 ];
 
-function ratioRows(sum: StormSummary[], n: number): string[][] {
+/**
+ * The CPU-per-auth ratio of `a` to `b` in each round (the two ran back to back, in the same phase of a shared
+ * machine): its median and range. Returns "–" when a round lacks either.
+ */
+function pairedCpuRatio(runs: readonly StormRun[], n: number, a: TargetName, b: TargetName): string {
+  const cpu = (t: TargetName, round: number) => {
+    const r = runs.find((x) => x.n === n && x.target === t && x.round === round);
+    return r && r.service_cpu_s !== null && r.ok > 0 ? r.service_cpu_s / r.ok : NaN;
+  };
+  const rounds = [...new Set(runs.filter((x) => x.n === n).map((x) => x.round))];
+  const ratios = rounds.map((round) => cpu(a, round) / cpu(b, round));
+  if (ratios.length === 0 || ratios.some((x) => !Number.isFinite(x))) return "–";
+  return ratios.length === 1
+    ? f(ratios[0] as number, 2)
+    : `${f(med(ratios), 2)} (${f(Math.min(...ratios), 2)}–${f(Math.max(...ratios), 2)})`;
+}
+
+function ratioRows(sum: StormSummary[], runs: readonly StormRun[], n: number): string[][] {
   const at = (t: TargetName) => sum.find((x) => x.n === n && x.target === t);
   const rows: string[][] = [];
   for (const [a, b, note] of RATIO_PAIRS) {
@@ -460,6 +477,7 @@ function ratioRows(sum: StormSummary[], n: number): string[][] {
       `${a} ÷ ${b}${note ? ` (${note})` : ""}`,
       f(x.rate / y.rate, 2),
       b === "no-callout" ? "–" : f(x.svcCpuPer1k / y.svcCpuPer1k, 2),
+      b === "no-callout" ? "–" : pairedCpuRatio(runs, n, a, b),
     ]);
   }
   return rows;
@@ -525,11 +543,24 @@ ${table(
 `);
   }
   const big = Math.max(...s.sizes);
-  const rows = ratioRows(sum, big);
+  const rows = ratioRows(sum, s.runs, big);
   if (rows.length > 0) {
     parts.push(`### Ratios at N = ${int(big)}
 
-${table(["", "throughput (higher = ours faster)", "service CPU per auth (lower = ours cheaper)"], rows)}
+${table(
+  [
+    "",
+    "throughput (higher = ours faster)",
+    "service CPU per auth (lower = ours cheaper)",
+    "the same, round by round: median (range)",
+  ],
+  rows,
+)}
+
+The first two columns divide the medians over rounds. The last divides the two targets' CPU per auth within each
+round (they ran back to back, in the same phase of the shared machine) and gives the median and range of those
+ratios: the machine's drift between rounds cancels out of it, so it is the steadier figure for a ratio; the range
+shows how far one round can be from another.
 `);
   }
   const failures = s.runs.filter((x) => x.failed > 0);
