@@ -5,13 +5,15 @@
  * every evaluation worker are written on exit) and prints self time by function and by file.
  *
  *   node --import tsx bench/profile-storm.ts [--n 3000] [--warmup 3000] [--shipped [--without dlog|mask|info]]
- *     [--repeat K] [--workers N] [--top 40] [--no-prof] [--node-args="…"] [--inclusive "pattern,…"]
+ *     [--repeat K] [--workers N] [--top 40] [--no-prof] [--node-args="…"] [--inclusive "pattern,…"] [--heap]
  *
  * --shipped adds what `make run` ships: the decision log to a file, the policy mask and info-level logging (its
  * per-request summary line is at debug for allows, so --without info shows what info level itself costs). --inclusive prints, per pattern, the sampled time of every stack with a frame whose
  * "function file:line" label contains it (e.g. "record dist/src/audit.js" = the decision-log record with all it calls),
  * in ms and in µs per login over warm-up and storm together (what the profile covers). The profiles
- * stay in build/profile/ (open them in Chrome DevTools or speedscope for the call trees).
+ * stay in build/profile/ (open them in Chrome DevTools or speedscope for the call trees). --heap also samples the
+ * service's allocations, collected objects included (bench/lib/heap-sample.mjs), and prints KB allocated per login on
+ * the JS heap by function, self and inclusive (over warm-up and storm, start-up included).
  */
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -50,6 +52,8 @@ const { values: args } = parseArgs({
     workers: { type: "string" },
     /** Comma-separated frame-label patterns: inclusive (self + callees) sampled time of each. */
     inclusive: { type: "string" },
+    /** Sample the service's allocations (collected objects included) and print KB per login by function. */
+    heap: { type: "boolean", default: false },
   },
 });
 
@@ -107,13 +111,13 @@ export function inclusiveTimes(p: CpuProfile, patterns: readonly string[]): Map<
 }
 
 /** The frame's file, relative to the repository (or "(native)" and the like for frames without one). */
-function frameFile(n: ProfileNode): string {
+function frameFile(n: Pick<ProfileNode, "callFrame">): string {
   const f = n.callFrame;
   return f.url ? f.url.replace(/^file:\/\//, "").replace(REPO + "/", "") : `(${f.functionName || "native"})`;
 }
 
 /** "function file:line" of a frame: what by-function totals and --inclusive patterns match. */
-function frameLabel(n: ProfileNode): string {
+function frameLabel(n: Pick<ProfileNode, "callFrame">): string {
   const f = n.callFrame;
   return `${f.functionName || "(anonymous)"} ${frameFile(n)}:${f.lineNumber + 1}`;
 }
@@ -160,6 +164,45 @@ async function gcStats(http: string): Promise<Map<string, { count: number; secon
   return out;
 }
 
+interface HeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children?: HeapNode[];
+}
+
+/** KB allocated per login by function (self, and inclusive of callees: recursion counted once). */
+function printHeap(file: string, logins: number, k: number): void {
+  const head = (JSON.parse(readFileSync(file, "utf8")) as { head: HeapNode }).head;
+  const self = new Map<string, number>();
+  const incl = new Map<string, number>();
+  let total = 0;
+  const walk = (node: HeapNode, open: Set<string>): number => {
+    const label = frameLabel(node);
+    total += node.selfSize;
+    self.set(label, (self.get(label) ?? 0) + node.selfSize);
+    const outer = !open.has(label);
+    if (outer) open.add(label);
+    let sum = node.selfSize;
+    for (const c of node.children ?? []) sum += walk(c, open);
+    if (outer) {
+      open.delete(label);
+      incl.set(label, (incl.get(label) ?? 0) + sum);
+    }
+    return sum;
+  };
+  walk(head, new Set());
+  const kb = (b: number) => `${(b / logins / 1024).toFixed(2).padStart(7)} KB`;
+  const list = (m: Map<string, number>) =>
+    [...m]
+      .filter(([l]) => !l.startsWith("("))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, k)
+      .map(([l, v]) => `${kb(v)}  ${l}`)
+      .join("\n");
+  console.log(`\nJS heap allocated per login (over ${logins} logins, start-up included): ${kb(total)}`);
+  console.log(`self:\n${list(self)}\ninclusive:\n${list(incl)}`);
+}
+
 async function main(): Promise<void> {
   const n = Number(args.n);
   const k = Number(args.top);
@@ -167,6 +210,8 @@ async function main(): Promise<void> {
   rmSync(profDir, { recursive: true, force: true });
   const keys = newKeys();
   const work = tempDir("noc-prof-");
+  const heapFile = join(work, "service.heapprofile");
+  if (args.heap) process.env.NOC_HEAP_SAMPLE = heapFile; // read by the preloaded sampler in the service
   const policy = examplePolicyDir(join(work, "policy"), 10_000).dir;
   const stormBin = await buildGo("bench/storm-go", "storm");
   const server = await startNatsServer({
@@ -192,6 +237,7 @@ async function main(): Promise<void> {
     ...(args.workers ? { evalWorkers: Number(args.workers) } : {}),
     nodeArgs: [
       ...(args["no-prof"] ? [] : ["--cpu-prof", "--cpu-prof-dir", profDir]),
+      ...(args.heap ? ["--import", join(REPO, "bench", "lib", "heap-sample.mjs")] : []),
       ...(args["node-args"] ? args["node-args"].split(" ") : []),
     ],
   }).catch(async (err: unknown) => {
@@ -249,6 +295,7 @@ async function main(): Promise<void> {
     await svc.stop();
     await server.stop();
   }
+  if (args.heap) printHeap(heapFile, Number(args.warmup) + n, k);
   if (args["no-prof"]) return;
   const patterns = (args.inclusive ?? "").split(",").filter((x) => x !== "");
   for (const f of readdirSync(profDir).filter((x) => x.endsWith(".cpuprofile"))) {
