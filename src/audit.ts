@@ -194,7 +194,7 @@ function recordCredentials(raw: unknown, req: AuthorizationRequest | undefined):
   if (req !== undefined && src?.connect_opts === req.connect_opts && src?.client_info === req.client_info) {
     return requestCredentials(req);
   }
-  return requestCredentials(src);
+  return inputCredentials(raw);
 }
 
 function maskCopy(input: unknown, secrets: Credentials): { input: unknown; masked: string[] } {

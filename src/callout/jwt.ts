@@ -39,7 +39,8 @@ export interface JwtClaims extends UnsignedClaims {
 
 const BASE32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const BASE32 = Buffer.from(BASE32_ALPHABET, "latin1");
-const BASE64URL = Buffer.from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", "latin1");
+const B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+const BASE64URL = Buffer.from(B64URL_ALPHABET, "latin1");
 
 /** RFC 4648 base32, upper case, no padding (Go's `base32.StdEncoding.WithPadding(NoPadding)`). */
 export function base32NoPad(bytes: Uint8Array): string {
@@ -65,7 +66,7 @@ function base32Into(bytes: Uint8Array, out: Uint8Array, at: number): number {
 }
 
 /** Length of unpadded base64url for `n` bytes. */
-const base64urlLength = (n: number): number => Math.floor(n / 3) * 4 + [0, 2, 3][n % 3]!;
+const base64urlLength = (n: number): number => Math.ceil((n * 4) / 3);
 
 /**
  * Writes unpadded base64url of `bytes` into `out` at `at` (the same text as `toString("base64url")`, without making
@@ -168,8 +169,6 @@ export interface ParsedJwt {
 
 const B64URL = /^[A-Za-z0-9_-]*$/;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
-
-const B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /**
  * True when unpadded base64url `part` (alphabet and length already checked) is the canonical encoding of its bytes:
